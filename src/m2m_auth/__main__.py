@@ -1,0 +1,3 @@
+from m2m_auth._entry import main
+
+main()

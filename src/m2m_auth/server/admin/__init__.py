@@ -1,0 +1,1 @@
+"""Client registration and server administration (RFC 7591 field names)."""

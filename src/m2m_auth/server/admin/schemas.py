@@ -1,0 +1,127 @@
+"""Client metadata in and out of the admin API; every problem is `invalid_client_metadata`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, field_validator
+
+from m2m_auth.errors import InvalidClientMetadata
+from m2m_auth.scopes import parse_scope
+from m2m_auth.server.core.claims import REGISTERED_CLAIMS
+from m2m_auth.server.core.models import Client
+
+__all__ = ["ClientCreate", "ClientUpdate", "SecretRotation", "TokenQuery", "parse_model", "client_json"]
+
+_CLIENT_ID = r"^[A-Za-z0-9._~-]{1,128}$"
+_MAX_METADATA_BYTES = 4096
+
+AuthMethod = Literal["client_secret_basic", "client_secret_post"]
+TokenFormatName = Literal["opaque"]
+Audience = Annotated[StrictStr, Field(min_length=1, max_length=512)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _ClientFields(_Strict):
+    @field_validator("scope", check_fields=False)
+    @classmethod
+    def _scope(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_scope(value)  # ValueError names the bad token
+        return value
+
+    @field_validator("audience", check_fields=False)
+    @classmethod
+    def _audience(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and any(a != a.strip() or not a for a in value):
+            raise ValueError("audiences must not be empty or padded with spaces")
+        return value
+
+    @field_validator("metadata", check_fields=False)
+    @classmethod
+    def _metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return value
+        clashes = sorted(k for k in value if k in REGISTERED_CLAIMS)
+        if clashes:
+            raise ValueError(f"metadata keys {', '.join(clashes)} collide with registered claim names")
+        if any(not k or len(k) > 64 for k in value):
+            raise ValueError("metadata keys must be 1 to 64 characters")
+        if len(json.dumps(value)) > _MAX_METADATA_BYTES:
+            raise ValueError(f"metadata must serialise to at most {_MAX_METADATA_BYTES} bytes")
+        return value
+
+
+class ClientCreate(_ClientFields):
+    client_name: Annotated[StrictStr, Field(min_length=1, max_length=200)]
+    client_id: Annotated[StrictStr, Field(pattern=_CLIENT_ID)] | None = None
+    scope: StrictStr = ""
+    audience: Annotated[list[Audience], Field(max_length=64)] = []
+    grant_types: list[Literal["client_credentials"]] = ["client_credentials"]
+    token_endpoint_auth_method: AuthMethod = "client_secret_basic"
+    access_token_format: TokenFormatName | None = None
+    access_token_ttl: StrictInt | None = Field(None, ge=1)
+    metadata: dict[str, Any] = {}
+
+
+class ClientUpdate(_ClientFields):
+    client_name: Annotated[StrictStr, Field(min_length=1, max_length=200)] | None = None
+    scope: StrictStr | None = None
+    audience: Annotated[list[Audience], Field(max_length=64)] | None = None
+    token_endpoint_auth_method: AuthMethod | None = None
+    access_token_format: TokenFormatName | None = None
+    access_token_ttl: StrictInt | None = Field(None, ge=1)
+    metadata: dict[str, Any] | None = None
+    disabled: StrictBool | None = None
+
+
+class SecretRotation(_Strict):
+    grace_period: StrictInt | None = Field(None, ge=0, le=30 * 86400)
+
+
+class TokenQuery(_Strict):
+    token: Annotated[StrictStr, Field(min_length=1, max_length=8192)]
+    scope: StrictStr | None = None
+    audience: StrictStr | None = None
+
+
+def parse_model(model: type[_Strict], data: Any) -> Any:
+    if not isinstance(data, dict):
+        raise InvalidClientMetadata("the request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidClientMetadata(_readable(exc)) from None
+
+
+def _readable(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False)[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown field"
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)
+
+
+def client_json(client: Client) -> dict[str, Any]:
+    return {
+        "client_id": client.client_id,
+        "client_name": client.client_name,
+        "scope": " ".join(client.scope),
+        "audience": list(client.audience),
+        "grant_types": list(client.grant_types),
+        "token_endpoint_auth_method": client.token_endpoint_auth_method,
+        "access_token_format": client.access_token_format,
+        "access_token_ttl": client.access_token_ttl,
+        "metadata": client.metadata,
+        "disabled": client.disabled,
+        "client_id_issued_at": client.created_at,
+        "client_secret_expires_at": 0,
+        "updated_at": client.updated_at,
+    }

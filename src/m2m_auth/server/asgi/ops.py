@@ -1,0 +1,90 @@
+"""Operations: /healthz, /readyz, /metrics, and the events that feed them and the logs."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+
+from m2m_auth.errors import OAuthError
+from m2m_auth.server.asgi.convert import error_to_response, json_response
+from m2m_auth.server.core.events import Events
+
+__all__ = ["Metrics", "healthz", "readyz", "metrics"]
+
+log = logging.getLogger("m2m_auth.server")
+
+
+class Metrics(Events):
+    """Prometheus metrics on a registry of this app's own, and log lines for refused requests."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "m2m_auth_http_requests", "HTTP requests by route and status", ["route", "method", "status"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "m2m_auth_http_request_duration_seconds", "Request latency by route", ["route"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )  # fmt: skip
+        self.tokens_issued = Counter(
+            "m2m_auth_tokens_issued", "Access tokens issued", ["format"], registry=self.registry
+        )
+        self.introspections = Counter(
+            "m2m_auth_introspections", "Introspection answers by result", ["result"], registry=self.registry
+        )
+        self.refused = Counter(
+            "m2m_auth_requests_refused", "OAuth requests refused, by error code", ["endpoint", "error"],
+            registry=self.registry,
+        )  # fmt: skip
+        self._active = self.introspections.labels("active")
+        self._inactive = self.introspections.labels("inactive")
+
+    def token_issued(self, client_id: str, token_format: str) -> None:
+        self.tokens_issued.labels(token_format).inc()
+
+    def introspected(self, active: bool) -> None:
+        (self._active if active else self._inactive).inc()
+
+    def request_refused(self, endpoint: str, error: str, detail: str) -> None:
+        self.refused.labels(endpoint, error).inc()
+        # detail names clients and checks, never secrets or tokens (see core.client_auth)
+        log.info("%s request refused: %s (%s)", endpoint, error, detail)
+
+    def instrument(
+        self, route: str, endpoint: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        latency = self.latency.labels(route)
+
+        async def instrumented(request: Request) -> Response:
+            start = time.perf_counter()
+            response = await endpoint(request)
+            latency.observe(time.perf_counter() - start)
+            self.requests.labels(route, request.method, str(response.status_code)).inc()
+            return response
+
+        instrumented.__name__ = getattr(endpoint, "__name__", route)
+        return instrumented
+
+
+async def healthz(request: Request) -> Response:
+    return json_response(200, {"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    try:
+        await request.app.state.storage.ping()
+    except OAuthError as exc:
+        return error_to_response(exc)
+    return json_response(200, {"status": "ok"})
+
+
+async def metrics(request: Request) -> Response:
+    registry = request.app.state.metrics.registry
+    return Response(generate_latest(registry), 200, media_type=CONTENT_TYPE_LATEST)

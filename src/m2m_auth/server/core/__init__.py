@@ -1,0 +1,1 @@
+"""Protocol logic. Imports neither Starlette nor SQLAlchemy (a test enforces it)."""

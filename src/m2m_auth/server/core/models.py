@@ -1,0 +1,70 @@
+"""Domain records shared by the core and the storage (plain dataclasses, not ORM rows)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ClientSecret", "Client", "TokenRecord", "Grant", "IssuedToken"]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSecret:
+    digest: bytes
+    created_at: int
+    expires_at: int | None = None
+
+    def usable(self, now: float) -> bool:
+        return self.expires_at is None or now < self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    client_id: str
+    client_name: str
+    scope: tuple[str, ...] = ()
+    audience: tuple[str, ...] = ()
+    grant_types: tuple[str, ...] = ("client_credentials",)
+    token_endpoint_auth_method: str = "client_secret_basic"
+    access_token_format: str | None = None
+    access_token_ttl: int | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    disabled: bool = False
+    created_at: int = 0
+    updated_at: int = 0
+    jwks: dict[str, Any] | None = None
+    jwks_uri: str | None = None
+    secrets: tuple[ClientSecret, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """A stored token: keyed by the SHA-256 of the token, never the token itself."""
+
+    digest: bytes
+    client_id: str
+    scope: tuple[str, ...]
+    audience: tuple[str, ...]
+    issued_at: int
+    expires_at: int
+    revoked_at: int | None = None
+
+    def active(self, now: float) -> bool:
+        return self.revoked_at is None and now < self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What the client-credentials grant decided; a token format turns it into a token."""
+
+    client: Client
+    scope: tuple[str, ...]
+    audience: tuple[str, ...]
+    issued_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    access_token: str
+    expires_in: int

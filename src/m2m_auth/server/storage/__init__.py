@@ -1,0 +1,1 @@
+"""Storage behind narrow, protocol-shaped interfaces; nothing outside this package talks SQL."""

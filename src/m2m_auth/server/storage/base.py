@@ -1,0 +1,70 @@
+"""Storage protocols, one per consumer, each method atomic and shaped by the protocol's needs."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from m2m_auth.errors import TemporarilyUnavailable
+from m2m_auth.server.core.models import Client, TokenRecord
+
+__all__ = ["StorageUnavailable", "ClientStore", "TokenStore", "StateStore", "Storage"]
+
+
+class StorageUnavailable(TemporarilyUnavailable):
+    """The database cannot be reached: the edge answers 503 with Retry-After."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__("the service is temporarily unavailable, retry later", detail=detail)
+
+
+class ClientStore(Protocol):
+    async def get_client(self, client_id: str) -> Client | None: ...
+
+    async def list_clients(self) -> list[Client]: ...
+
+    async def create_client(self, client: Client) -> bool:
+        """Store a client with its secrets; False if the client_id is taken."""
+        ...
+
+    async def update_client(self, client_id: str, changes: dict[str, Any], now: int) -> Client | None:
+        """Apply changes; disabling also revokes the client's live tokens in the same transaction."""
+        ...
+
+    async def delete_client(self, client_id: str) -> bool:
+        """Remove the client, its secrets and its tokens."""
+        ...
+
+    async def add_secret(self, client_id: str, digest: bytes, now: int, previous_expire_at: int) -> bool:
+        """Add a secret; older secrets stop working at `previous_expire_at` (or sooner if already set)."""
+        ...
+
+
+class TokenStore(Protocol):
+    async def save_token(self, record: TokenRecord) -> None:
+        """Durably store a new token; returns only after the commit."""
+        ...
+
+    async def find_token(self, digest: bytes) -> TokenRecord | None: ...
+
+    async def revoke_token(self, digest: bytes, client_id: str | None, now: int) -> bool:
+        """Mark one token revoked; with client_id, only if it belongs to that client."""
+        ...
+
+    async def revoke_tokens_for_client(self, client_id: str, now: int) -> int: ...
+
+
+class StateStore(Protocol):
+    async def get_state(self, key: str) -> str | None: ...
+
+    async def put_state_if_absent(self, key: str, value: str) -> bool:
+        """Insert unless present; True if this call inserted it (first replica wins)."""
+        ...
+
+    async def put_state(self, key: str, value: str) -> None: ...
+
+
+class Storage(ClientStore, TokenStore, StateStore, Protocol):
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+

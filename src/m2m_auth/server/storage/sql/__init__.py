@@ -1,0 +1,1 @@
+"""SQLAlchemy Core storage for SQLite (aiosqlite) and PostgreSQL (asyncpg)."""

@@ -1,0 +1,314 @@
+"""SqlStorage: every storage protocol on SQLAlchemy Core; dialect differences kept in small helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
+
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from m2m_auth.server.core.models import Client, ClientSecret, TokenRecord
+from m2m_auth.server.storage.base import StorageUnavailable
+from m2m_auth.server.storage.sql.engine import create_engine
+from m2m_auth.server.storage.sql.tables import client_secrets, clients, server_state, tokens
+
+__all__ = ["SqlStorage"]
+
+log = logging.getLogger("m2m_auth.storage")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_OUTAGE = (OperationalError, InterfaceError, PoolTimeout, OSError, asyncio.TimeoutError, ConnectionError)
+_MAX_BATCH = 512
+
+
+def _unavailable_on_outage(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except IntegrityError:
+            raise
+        except _OUTAGE as exc:
+            raise StorageUnavailable(f"{fn.__name__}: {type(exc).__name__}") from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated or _is_outage(exc):
+                raise StorageUnavailable(f"{fn.__name__}: {type(exc.orig).__name__}") from exc
+            raise
+
+    return wrapper
+
+
+def _is_outage(exc: DBAPIError) -> bool:
+    # asyncpg's errors for a server that shut down or a connection that broke mid-statement
+    name = type(exc.orig).__name__
+    return any(word in name for word in ("Connection", "CannotConnect", "AdminShutdown", "CrashShutdown", "Shutdown"))
+
+
+class SqlStorage:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_url(cls, url: str, **engine_options: Any) -> SqlStorage:
+        return cls(create_engine(url, **engine_options))
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self.engine.dispose()
+
+    @_unavailable_on_outage
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    # --- clients ---------------------------------------------------------------------------
+
+    @_unavailable_on_outage
+    async def get_client(self, client_id: str) -> Client | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(clients).where(clients.c.client_id == client_id))).first()
+            if row is None:
+                return None
+            secret_rows = (
+                await conn.execute(
+                    select(client_secrets)
+                    .where(client_secrets.c.client_id == client_id)
+                    .order_by(client_secrets.c.id)
+                )
+            ).all()
+        return _client(row, secret_rows)
+
+    @_unavailable_on_outage
+    async def list_clients(self) -> list[Client]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(clients).order_by(clients.c.created_at, clients.c.client_id))).all()
+        return [_client(row, ()) for row in rows]
+
+    @_unavailable_on_outage
+    async def create_client(self, client: Client) -> bool:
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(clients).values(**_client_values(client)))
+                for secret in client.secrets:
+                    await conn.execute(
+                        insert(client_secrets).values(
+                            client_id=client.client_id,
+                            digest=secret.digest,
+                            created_at=secret.created_at,
+                            expires_at=secret.expires_at,
+                        )
+                    )
+        except IntegrityError:
+            return False
+        return True
+
+    @_unavailable_on_outage
+    async def update_client(self, client_id: str, changes: dict[str, Any], now: int) -> Client | None:
+        values = {k: (list(v) if isinstance(v, tuple) else v) for k, v in changes.items()}
+        if "scope" in values:
+            values["scope"] = " ".join(values["scope"])
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(clients).where(clients.c.client_id == client_id).values(**values, updated_at=now)
+            )
+            if result.rowcount == 0:
+                return None
+            if changes.get("disabled"):
+                await conn.execute(_revoke_all(client_id, now))
+        return await self.get_client(client_id)
+
+    @_unavailable_on_outage
+    async def delete_client(self, client_id: str) -> bool:
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(tokens).where(tokens.c.client_id == client_id))
+            await conn.execute(delete(client_secrets).where(client_secrets.c.client_id == client_id))
+            result = await conn.execute(delete(clients).where(clients.c.client_id == client_id))
+        return bool(result.rowcount)
+
+    @_unavailable_on_outage
+    async def add_secret(self, client_id: str, digest: bytes, now: int, previous_expire_at: int) -> bool:
+        async with self.engine.begin() as conn:
+            exists = (await conn.execute(select(clients.c.client_id).where(clients.c.client_id == client_id))).first()
+            if exists is None:
+                return False
+            live = client_secrets.c.client_id == client_id
+            await conn.execute(
+                update(client_secrets)
+                .where(live, (client_secrets.c.expires_at.is_(None)) | (client_secrets.c.expires_at > previous_expire_at))
+                .values(expires_at=previous_expire_at)
+            )
+            await conn.execute(
+                insert(client_secrets).values(client_id=client_id, digest=digest, created_at=now, expires_at=None)
+            )
+            await conn.execute(update(clients).where(clients.c.client_id == client_id).values(updated_at=now))
+        return True
+
+    # --- tokens ----------------------------------------------------------------------------
+
+    async def save_token(self, record: TokenRecord) -> None:
+        """Group commit: concurrent issuances share one transaction; each caller resumes after it."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append(
+            (
+                {
+                    "digest": record.digest,
+                    "client_id": record.client_id,
+                    "scope": " ".join(record.scope),
+                    "audience": list(record.audience),
+                    "issued_at": record.issued_at,
+                    "expires_at": record.expires_at,
+                    "revoked_at": None,
+                },
+                future,
+            )
+        )
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
+                error: BaseException | None = None
+                try:
+                    await self._insert_tokens([row for row, _ in batch])
+                except BaseException as exc:  # handed to every waiting request, never lost
+                    error = exc
+                for _, future in batch:
+                    if future.done():
+                        continue  # the request was cancelled (client went away)
+                    if error is None:
+                        future.set_result(None)
+                    else:
+                        future.set_exception(error)
+                if isinstance(error, asyncio.CancelledError):
+                    raise error
+        finally:
+            self._flusher = None
+
+    @_unavailable_on_outage
+    async def _insert_tokens(self, rows: list[dict[str, Any]]) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(insert(tokens), rows)
+
+    @_unavailable_on_outage
+    async def find_token(self, digest: bytes) -> TokenRecord | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(tokens).where(tokens.c.digest == digest))).first()
+        if row is None:
+            return None
+        return TokenRecord(
+            digest=row.digest,
+            client_id=row.client_id,
+            scope=tuple(row.scope.split()),
+            audience=tuple(row.audience),
+            issued_at=row.issued_at,
+            expires_at=row.expires_at,
+            revoked_at=row.revoked_at,
+        )
+
+    @_unavailable_on_outage
+    async def revoke_token(self, digest: bytes, client_id: str | None, now: int) -> bool:
+        condition = (tokens.c.digest == digest) & tokens.c.revoked_at.is_(None)
+        if client_id is not None:
+            condition &= tokens.c.client_id == client_id
+        async with self.engine.begin() as conn:
+            result = await conn.execute(update(tokens).where(condition).values(revoked_at=now))
+        return bool(result.rowcount)
+
+    @_unavailable_on_outage
+    async def revoke_tokens_for_client(self, client_id: str, now: int) -> int:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(_revoke_all(client_id, now))
+        return int(result.rowcount)
+
+    @_unavailable_on_outage
+    async def count_tokens(self, now: int) -> dict[str, int]:
+        async with self.engine.connect() as conn:
+            live = (await conn.execute(select(func.count()).where(tokens.c.expires_at > now))).scalar_one()
+            total = (await conn.execute(select(func.count()).select_from(tokens))).scalar_one()
+        return {"live_tokens": int(live), "expired_tokens": int(total) - int(live)}
+
+    # --- server state ------------------------------------------------------------------------
+
+    @_unavailable_on_outage
+    async def get_state(self, key: str) -> str | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(server_state.c.value).where(server_state.c.key == key))).first()
+        return None if row is None else str(row.value)
+
+    @_unavailable_on_outage
+    async def put_state_if_absent(self, key: str, value: str) -> bool:
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(server_state).values(key=key, value=value))
+        except IntegrityError:
+            return False
+        return True
+
+    @_unavailable_on_outage
+    async def put_state(self, key: str, value: str) -> None:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(update(server_state).where(server_state.c.key == key).values(value=value))
+            if result.rowcount == 0:
+                await conn.execute(insert(server_state).values(key=key, value=value))
+
+
+def _revoke_all(client_id: str, now: int) -> Any:
+    return (
+        update(tokens)
+        .where(tokens.c.client_id == client_id, tokens.c.revoked_at.is_(None), tokens.c.expires_at > now)
+        .values(revoked_at=now)
+    )
+
+
+def _client_values(client: Client) -> dict[str, Any]:
+    return {
+        "client_id": client.client_id,
+        "client_name": client.client_name,
+        "scope": " ".join(client.scope),
+        "audience": list(client.audience),
+        "grant_types": list(client.grant_types),
+        "token_endpoint_auth_method": client.token_endpoint_auth_method,
+        "access_token_format": client.access_token_format,
+        "access_token_ttl": client.access_token_ttl,
+        "metadata": client.metadata,
+        "jwks": client.jwks,
+        "jwks_uri": client.jwks_uri,
+        "disabled": client.disabled,
+        "created_at": client.created_at,
+        "updated_at": client.updated_at,
+    }
+
+
+def _client(row: Row[Any], secret_rows: Any) -> Client:
+    return Client(
+        client_id=row.client_id,
+        client_name=row.client_name,
+        scope=tuple(row.scope.split()),
+        audience=tuple(row.audience),
+        grant_types=tuple(row.grant_types),
+        token_endpoint_auth_method=row.token_endpoint_auth_method,
+        access_token_format=row.access_token_format,
+        access_token_ttl=row.access_token_ttl,
+        metadata=dict(row._mapping["metadata"]),
+        disabled=bool(row.disabled),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        jwks=row.jwks,
+        jwks_uri=row.jwks_uri,
+        secrets=tuple(ClientSecret(bytes(s.digest), s.created_at, s.expires_at) for s in secret_rows),
+    )

@@ -1,0 +1,81 @@
+"""The one schema both dialects share; Alembic's target metadata."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+__all__ = ["metadata", "clients", "client_secrets", "tokens", "server_state"]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+clients = Table(
+    "clients",
+    metadata,
+    Column("client_id", String(128), primary_key=True),
+    Column("client_name", String(200), nullable=False),
+    Column("scope", Text, nullable=False, default=""),
+    Column("audience", JSON, nullable=False),
+    Column("grant_types", JSON, nullable=False),
+    Column("token_endpoint_auth_method", String(32), nullable=False),
+    Column("access_token_format", String(16), nullable=True),
+    Column("access_token_ttl", Integer, nullable=True),
+    Column("metadata", JSON, nullable=False),
+    Column("jwks", JSON, nullable=True),
+    Column("jwks_uri", Text, nullable=True),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+client_secrets = Table(
+    "client_secrets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("client_id", String(128), ForeignKey("clients.client_id", ondelete="CASCADE"), nullable=False),
+    Column("digest", LargeBinary(32), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=True),
+    Index(None, "client_id"),
+)
+
+# One row per opaque token, keyed by the token's SHA-256: a lookup is one primary-key read.
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("digest", LargeBinary(32), primary_key=True),
+    Column("client_id", String(128), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("audience", JSON, nullable=False),
+    Column("issued_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger, nullable=True),
+    Index(None, "client_id"),
+    Index(None, "expires_at"),
+)
+
+server_state = Table(
+    "server_state",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
