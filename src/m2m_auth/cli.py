@@ -35,11 +35,11 @@ app.add_typer(admin_token_app, name="admin-token")
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 
 DatabaseUrl = Annotated[
-    str | None, typer.Option("--database-url", help="Database URL [env: M2M_AUTH_DATABASE_URL].", show_default=False)
+    str | None, typer.Option("--database-url", help="Database URL (env M2M_AUTH_DATABASE_URL).", show_default=False)
 ]
 Url = Annotated[
     str | None,
-    typer.Option("--url", help="Server base URL [env: M2M_AUTH_URL, else M2M_AUTH_ISSUER].", show_default=False),
+    typer.Option("--url", help="Server base URL (env M2M_AUTH_URL, else M2M_AUTH_ISSUER).", show_default=False),
 ]
 AdminToken = Annotated[
     str | None, typer.Option("--admin-token", envvar="M2M_AUTH_ADMIN_TOKEN", help="Admin bearer token.", show_envvar=True)
@@ -93,19 +93,43 @@ def _run_migrations(database_url: str) -> str | None:
         _fail(f"migration of {redact(database_url)} failed: {type(exc).__name__}: {exc}", EXIT_UNREACHABLE)
 
 
+def _check_schema(database_url: str) -> None:
+    """Refuse to start on an unmigrated database with one clear line, not a traceback."""
+    from m2m_auth.server.storage import migrate
+    from m2m_auth.server.storage.sql.engine import create_engine, redact
+
+    async def current() -> str | None:
+        engine = create_engine(database_url)
+        try:
+            return await migrate.current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        revision = asyncio.run(current())
+    except Exception as exc:  # driver errors come in many classes
+        _fail(f"cannot reach the database {redact(database_url)}: {type(exc).__name__}: {exc}", EXIT_UNREACHABLE)
+    if revision != migrate.head_revision():
+        _fail(
+            f"the database {redact(database_url)} is at schema {revision or 'none'}, this server needs "
+            f"{migrate.head_revision()}: run `m2m-auth migrate` first (or `serve --migrate`)",
+            EXIT_USAGE,
+        )
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     database_url: DatabaseUrl = None,
     issuer: Annotated[
-        str | None, typer.Option(help="Public base URL [env: M2M_AUTH_ISSUER; default http://HOST:PORT].")
+        str | None, typer.Option(help="Public base URL (env M2M_AUTH_ISSUER; default http://HOST:PORT).")
     ] = None,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request line.")] = False,
     migrate: Annotated[
-        bool | None, typer.Option(help="Migrate the schema first [default: on for SQLite, off for PostgreSQL].")
+        bool | None, typer.Option(help="Migrate the schema first (default: on for SQLite, off for PostgreSQL).")
     ] = None,
 ) -> None:
     """Run the authorization server."""
@@ -129,6 +153,8 @@ def serve(
         _fail(str(exc), EXIT_USAGE)
     if migrate if migrate is not None else sqlite:
         _run_migrations(settings.database_url)
+    else:
+        _check_schema(settings.database_url)
     uvicorn.run(
         "m2m_auth.server.asgi.app:app_from_env",
         factory=True,
@@ -152,6 +178,14 @@ def migrate_command(database_url: DatabaseUrl = None) -> None:
     settings = _settings(database_url=database_url)
     revision = _run_migrations(settings.database_url)
     typer.echo(f"{redact(settings.database_url)} is at schema revision {revision}")
+
+
+@app.command("settings")
+def settings_command() -> None:
+    """Print the configuration reference (every M2M_AUTH_* variable) as Markdown."""
+    from m2m_auth.server.settings import settings_reference
+
+    typer.echo(settings_reference(), nl=False)
 
 
 @admin_token_app.command("reset")

@@ -31,8 +31,10 @@ class Settings(BaseSettings):
     default_audience: str | None = Field(
         None, description="Audience of tokens for clients registered without one (default: the issuer)."
     )
-    access_token_ttl: int = Field(600, ge=1, description="Default access-token lifetime in seconds.")
-    max_access_token_ttl: int = Field(86400, ge=1, description="Largest `access_token_ttl` a client may be given.")
+    access_token_ttl: int = Field(600, ge=1, le=366 * 86400, description="Default access-token lifetime in seconds.")
+    max_access_token_ttl: int = Field(
+        86400, ge=1, le=366 * 86400, description="Largest `access_token_ttl` a client may be given (at most a year)."
+    )
     access_token_format: Literal["opaque"] = Field(
         "opaque", description="Token format for clients that do not choose one."
     )
@@ -60,7 +62,9 @@ class Settings(BaseSettings):
         True,
         description="Use asyncpg's prepared-statement cache. Turn off behind PgBouncer in transaction mode (< 1.21).",
     )
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Level of the server's log: `debug`, `info`, `warning` or `error`."
+    )
 
     @field_validator("issuer")
     @classmethod
@@ -69,6 +73,32 @@ class Settings(BaseSettings):
             raise ValueError("issuer must be an http(s) URL")
         return value.rstrip("/")
 
+    @field_validator("admin_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 24:
+            raise ValueError("the admin token must be at least 24 characters (use a long random value)")
+        return value
+
     @property
     def audience_default(self) -> str:
         return self.default_audience or self.issuer
+
+
+def settings_reference() -> str:
+    """The configuration reference in Markdown, generated from the fields (docs/configuration.md)."""
+    lines = [
+        "# Configuration",
+        "",
+        "Generated from `m2m_auth.server.settings.Settings` by `m2m-auth settings`;",
+        "a test keeps this file in step with the code. `m2m-auth serve` flags override the environment.",
+        "",
+        "| variable | default | meaning |",
+        "| --- | --- | --- |",
+    ]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "(unset)" if default is None else f"`{str(default).lower() if isinstance(default, bool) else default}`"
+        description = (field.description or "").replace("|", "\\|")
+        lines.append(f"| `M2M_AUTH_{name.upper()}` | {shown} | {description} |")
+    return "\n".join(lines) + "\n"

@@ -7,14 +7,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, field_validator
 
-from m2m_auth.errors import InvalidClientMetadata
+from m2m_auth.errors import InvalidClientMetadata, InvalidRequest
 from m2m_auth.scopes import parse_scope
 from m2m_auth.server.core.claims import REGISTERED_CLAIMS
-from m2m_auth.server.core.models import Client
+from m2m_auth.server.core.models import CLIENT_ID_PATTERN, Client
 
 __all__ = ["ClientCreate", "ClientUpdate", "SecretRotation", "TokenQuery", "parse_model", "client_json"]
 
-_CLIENT_ID = r"^[A-Za-z0-9._~-]{1,128}$"
 _MAX_METADATA_BYTES = 4096
 
 AuthMethod = Literal["client_secret_basic", "client_secret_post"]
@@ -34,11 +33,18 @@ class _ClientFields(_Strict):
             parse_scope(value)  # ValueError names the bad token
         return value
 
+    @field_validator("client_name", check_fields=False)
+    @classmethod
+    def _client_name(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:  # PostgreSQL text cannot hold NUL
+            raise ValueError("must not contain NUL characters")
+        return value
+
     @field_validator("audience", check_fields=False)
     @classmethod
     def _audience(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and any(a != a.strip() or not a for a in value):
-            raise ValueError("audiences must not be empty or padded with spaces")
+        if value is not None and any(a != a.strip() or not a.isprintable() for a in value):
+            raise ValueError("audiences must be printable, not empty and not padded with spaces")
         return value
 
     @field_validator("metadata", check_fields=False)
@@ -58,7 +64,7 @@ class _ClientFields(_Strict):
 
 class ClientCreate(_ClientFields):
     client_name: Annotated[StrictStr, Field(min_length=1, max_length=200)]
-    client_id: Annotated[StrictStr, Field(pattern=_CLIENT_ID)] | None = None
+    client_id: Annotated[StrictStr, Field(pattern=f"^{CLIENT_ID_PATTERN}$")] | None = None
     scope: StrictStr = ""
     audience: Annotated[list[Audience], Field(max_length=64)] = []
     grant_types: list[Literal["client_credentials"]] = ["client_credentials"]
@@ -90,12 +96,14 @@ class TokenQuery(_Strict):
 
 
 def parse_model(model: type[_Strict], data: Any) -> Any:
+    """Validate an admin body: client metadata errors are `invalid_client_metadata` (RFC 7591 §3.2.2)."""
+    error = InvalidRequest if model is TokenQuery else InvalidClientMetadata
     if not isinstance(data, dict):
-        raise InvalidClientMetadata("the request body must be a JSON object")
+        raise error("the request body must be a JSON object")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise InvalidClientMetadata(_readable(exc)) from None
+        raise error(_readable(exc)) from None
 
 
 def _readable(exc: ValidationError) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 from m2m_auth.errors import InvalidClientMetadata, NotFound
 from m2m_auth.server import secrets
 from m2m_auth.server.admin.schemas import ClientCreate, ClientUpdate
-from m2m_auth.server.core.models import Client, ClientSecret
+from m2m_auth.server.core.models import Client, ClientSecret, is_client_id
 from m2m_auth.server.core.server import AuthorizationServer
 from m2m_auth.server.settings import Settings
 from m2m_auth.server.storage.base import Storage
@@ -64,7 +64,7 @@ class AdminService:
         return await self._storage.list_clients()
 
     async def get_client(self, client_id: str) -> Client:
-        client = await self._storage.get_client(client_id)
+        client = await self._storage.get_client(_known_shape(client_id))
         if client is None:
             raise NotFound(f"no client {client_id[:128]!r}")
         return client
@@ -81,14 +81,14 @@ class AdminService:
                 raise InvalidClientMetadata(f"{required}: may not be null")
         if not changes:
             return await self.get_client(client_id)
-        updated = await self._storage.update_client(client_id, changes, self._now())
+        updated = await self._storage.update_client(_known_shape(client_id), changes, self._now())
         self._server.clients.invalidate(client_id)
         if updated is None:
             raise NotFound(f"no client {client_id[:128]!r}")
         return updated
 
     async def delete_client(self, client_id: str) -> None:
-        deleted = await self._storage.delete_client(client_id)
+        deleted = await self._storage.delete_client(_known_shape(client_id))
         self._server.clients.invalidate(client_id)
         if not deleted:
             raise NotFound(f"no client {client_id[:128]!r}")
@@ -97,7 +97,7 @@ class AdminService:
         now = self._now()
         grace = self._settings.secret_grace_period if grace_period is None else grace_period
         secret = secrets.new_secret(secrets.CLIENT_SECRET_PREFIX)
-        if not await self._storage.add_secret(client_id, secrets.digest(secret), now, now + grace):
+        if not await self._storage.add_secret(_known_shape(client_id), secrets.digest(secret), now, now + grace):
             raise NotFound(f"no client {client_id[:128]!r}")
         self._server.clients.invalidate(client_id)
         return secret, now + grace
@@ -162,6 +162,12 @@ class AdminService:
         if audience and audience not in record.audience:
             reasons.append(f"not for audience {audience!r} (it is for: {', '.join(record.audience)})")
         return {**report, "reasons": reasons}
+
+
+def _known_shape(client_id: str) -> str:
+    if not is_client_id(client_id):
+        raise NotFound("no such client")  # cannot exist; PostgreSQL text could not even hold some of them
+    return client_id
 
 
 async def ensure_admin_token(storage: Storage, settings: Settings) -> bytes:

@@ -1,7 +1,7 @@
 """/admin/*: client registration and management, token revocation and explanation.
 
 Authenticated by the bootstrap admin token, or by an access token of this server with scope
-`m2m-auth:admin`, so automation can use client credentials too.
+`m2m-auth:admin` and the issuer among its audiences, so automation can use client credentials too.
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ async def _authenticate(request: Request) -> None:
     record, _client = found
     if ADMIN_SCOPE not in record.scope:
         raise InsufficientScope(f"the token lacks scope {ADMIN_SCOPE}", scope=ADMIN_SCOPE)
+    # A token minted for another service must not be replayable here by that service.
+    if state.settings.issuer not in record.audience:
+        raise InvalidToken("the admin token's audience must include this server's issuer")
 
 
 def _admin(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -54,6 +57,7 @@ def _admin(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             await _authenticate(request)
             return await handler(request, request.app.state.admin)
         except OAuthError as exc:
+            request.app.state.server.events.request_refused("admin", exc.error, exc.detail)  # never the token
             return error_to_response(exc)
 
     endpoint.__name__ = handler.__name__

@@ -91,11 +91,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         Route("/metrics", ops.metrics, methods=["GET"]),
         *[Route(r.path, metrics.instrument("admin", r.endpoint), methods=r.methods) for r in admin.routes],
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},
     )
+    app.router.redirect_slashes = False  # `/oauth/token/` is not an endpoint: 404, not a redirect built from Host
+    return app
 
 
 def app_from_env() -> Starlette:

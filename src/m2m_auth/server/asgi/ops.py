@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from starlette.requests import Request
 from starlette.responses import Response
 
-from m2m_auth.errors import OAuthError
+from m2m_auth.errors import OAuthError, ServerError
 from m2m_auth.server.asgi.convert import error_to_response, json_response
 from m2m_auth.server.core.events import Events
 
@@ -64,7 +64,11 @@ class Metrics(Events):
 
         async def instrumented(request: Request) -> Response:
             start = time.perf_counter()
-            response = await endpoint(request)
+            try:
+                response = await endpoint(request)
+            except Exception:  # a bug: logged with its traceback, answered as JSON, counted
+                log.exception("unexpected error on %s %s", request.method, route)
+                response = error_to_response(ServerError("internal error"))
             latency.observe(time.perf_counter() - start)
             self.requests.labels(route, request.method, str(response.status_code)).inc()
             return response

@@ -18,7 +18,7 @@ from m2m_auth.server import secrets
 from m2m_auth.server.core.clients import ClientRegistry
 from m2m_auth.server.core.clock import Clock
 from m2m_auth.server.core.messages import OAuthRequest
-from m2m_auth.server.core.models import Client
+from m2m_auth.server.core.models import Client, is_client_id
 
 __all__ = ["Credentials", "extract_credentials", "ClientAuthenticator", "SecretVerifier", "SECRET_METHODS"]
 
@@ -79,6 +79,13 @@ def _parse_basic(value: str) -> Credentials:
     return Credentials("client_secret_basic", client_id, secret)
 
 
+def _loggable(client_id: str) -> str:
+    """An unknown client id as it may appear in a log: callers who swap id and secret must not leak the secret."""
+    if not is_client_id(client_id) or client_id.startswith(("m2m_cs_", "m2m_at_", "m2m_admin_")) or len(client_id) > 40:
+        return "(not shown: not shaped like a client id)"
+    return repr(client_id)
+
+
 class Verifier(Protocol):
     async def verify(self, credentials: Credentials, client: Client, registry: ClientRegistry) -> Client | None: ...
 
@@ -121,7 +128,7 @@ class ClientAuthenticator:
         client = await self._registry.get(credentials.client_id)
         if client is None:
             secrets.matches(secrets.digest(credentials.secret), _DUMMY_DIGEST)
-            raise InvalidClient("client authentication failed", detail=f"unknown client {credentials.client_id!r}")
+            raise InvalidClient("client authentication failed", detail=f"unknown client {_loggable(credentials.client_id)}")
         registered = client.token_endpoint_auth_method
         # Both shared-secret methods carry the same secret, so either is accepted for a secret client.
         allowed = SECRET_METHODS if registered in SECRET_METHODS else (registered,)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from m2m_auth.server.core.clock import Clock
-from m2m_auth.server.core.models import Client
+from m2m_auth.server.core.models import Client, is_client_id
 from m2m_auth.server.storage.base import ClientStore
 
 __all__ = ["ClientRegistry"]
@@ -25,6 +25,8 @@ class ClientRegistry:
         self._cache: dict[str, tuple[float, Client]] = {}
 
     async def get(self, client_id: str, *, fresh: bool = False) -> Client | None:
+        if not is_client_id(client_id):
+            return None  # cannot exist, and need not reach the database (PostgreSQL text refuses NUL)
         now = self._clock.now()
         if not fresh:
             hit = self._cache.get(client_id)

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ClientSecret", "Client", "TokenRecord", "Grant", "IssuedToken"]
+__all__ = ["ClientSecret", "Client", "TokenRecord", "Grant", "IssuedToken", "CLIENT_ID_PATTERN", "is_client_id"]
+
+# Generated ids (URL-safe base64) and chosen ones both fit; anything else names no client.
+CLIENT_ID_PATTERN = r"[A-Za-z0-9._~-]{1,128}"
+_CLIENT_ID = re.compile(CLIENT_ID_PATTERN)
+
+
+def is_client_id(value: str) -> bool:
+    return _CLIENT_ID.fullmatch(value) is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,8 +75,9 @@ class AuthorizationServer:
             "access_token": issued.access_token,
             "token_type": "Bearer",
             "expires_in": issued.expires_in,
-            "scope": " ".join(grant.scope),
         }
+        if grant.scope:
+            body["scope"] = " ".join(grant.scope)
         return EndpointResponse(200, body, NO_STORE)
 
     def decide_grant(self, client: Client, request: OAuthRequest) -> Grant:
@@ -107,7 +108,8 @@ class AuthorizationServer:
         else:
             audience = client.audience or (self.settings.audience_default,)
         now = int(self.clock.now())
-        ttl = client.access_token_ttl or self.settings.access_token_ttl
+        # The maximum also bounds the server default and clients registered before it was lowered.
+        ttl = min(client.access_token_ttl or self.settings.access_token_ttl, self.settings.max_access_token_ttl)
         return Grant(client=client, scope=scope, audience=audience, issued_at=now, expires_at=now + ttl)
 
     # --- introspection (RFC 7662) ------------------------------------------------------------
@@ -118,7 +120,9 @@ class AuthorizationServer:
     async def _introspect(self, request: OAuthRequest) -> EndpointResponse:
         caller = await self.authenticator.authenticate(request)
         if self.settings.introspection_requires_scope and INTROSPECT_SCOPE not in caller.scope:
-            raise UnauthorizedClient(f"this client may not introspect tokens (it needs scope {INTROSPECT_SCOPE})")
+            raise UnauthorizedClient(
+                f"this client may not introspect tokens (it needs scope {INTROSPECT_SCOPE})", status=403
+            )
         token = request.form.get("token")
         if not token:
             raise InvalidRequest("token is required")

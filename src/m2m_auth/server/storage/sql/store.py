@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from m2m_auth.server.core.models import Client, ClientSecret, TokenRecord
 from m2m_auth.server.storage.base import StorageUnavailable
+from m2m_auth.server.storage.sql.batch import Batcher
 from m2m_auth.server.storage.sql.engine import create_engine
 from m2m_auth.server.storage.sql.tables import client_secrets, clients, server_state, tokens
 
@@ -27,7 +28,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _OUTAGE = (OperationalError, InterfaceError, PoolTimeout, OSError, asyncio.TimeoutError, ConnectionError)
-_MAX_BATCH = 512
 
 
 def _unavailable_on_outage(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
@@ -56,16 +56,15 @@ def _is_outage(exc: DBAPIError) -> bool:
 class SqlStorage:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._token_writes: Batcher[dict[str, Any], None] = Batcher(self._insert_tokens)
+        self._token_reads: Batcher[bytes, TokenRecord | None] = Batcher(self._select_tokens)
 
     @classmethod
     def from_url(cls, url: str, **engine_options: Any) -> SqlStorage:
         return cls(create_engine(url, **engine_options))
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self._token_writes.drain()
         await self.engine.dispose()
 
     @_unavailable_on_outage
@@ -159,66 +158,45 @@ class SqlStorage:
 
     async def save_token(self, record: TokenRecord) -> None:
         """Group commit: concurrent issuances share one transaction; each caller resumes after it."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(
-            (
-                {
-                    "digest": record.digest,
-                    "client_id": record.client_id,
-                    "scope": " ".join(record.scope),
-                    "audience": list(record.audience),
-                    "issued_at": record.issued_at,
-                    "expires_at": record.expires_at,
-                    "revoked_at": None,
-                },
-                future,
-            )
+        await self._token_writes.submit(
+            {
+                "digest": record.digest,
+                "client_id": record.client_id,
+                "scope": " ".join(record.scope),
+                "audience": list(record.audience),
+                "issued_at": record.issued_at,
+                "expires_at": record.expires_at,
+                "revoked_at": None,
+            }
         )
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
-        await future
-
-    async def _flush(self) -> None:
-        try:
-            while self._pending:
-                batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
-                error: BaseException | None = None
-                try:
-                    await self._insert_tokens([row for row, _ in batch])
-                except BaseException as exc:  # handed to every waiting request, never lost
-                    error = exc
-                for _, future in batch:
-                    if future.done():
-                        continue  # the request was cancelled (client went away)
-                    if error is None:
-                        future.set_result(None)
-                    else:
-                        future.set_exception(error)
-                if isinstance(error, asyncio.CancelledError):
-                    raise error
-        finally:
-            self._flusher = None
 
     @_unavailable_on_outage
-    async def _insert_tokens(self, rows: list[dict[str, Any]]) -> None:
+    async def _insert_tokens(self, rows: list[dict[str, Any]]) -> list[None]:
         async with self.engine.begin() as conn:
             await conn.execute(insert(tokens), rows)
+        return [None] * len(rows)
+
+    async def find_token(self, digest: bytes) -> TokenRecord | None:
+        """Concurrent lookups share one `WHERE digest IN (...)` query."""
+        return await self._token_reads.submit(digest)
 
     @_unavailable_on_outage
-    async def find_token(self, digest: bytes) -> TokenRecord | None:
+    async def _select_tokens(self, digests: list[bytes]) -> list[TokenRecord | None]:
         async with self.engine.connect() as conn:
-            row = (await conn.execute(select(tokens).where(tokens.c.digest == digest))).first()
-        if row is None:
-            return None
-        return TokenRecord(
-            digest=row.digest,
-            client_id=row.client_id,
-            scope=tuple(row.scope.split()),
-            audience=tuple(row.audience),
-            issued_at=row.issued_at,
-            expires_at=row.expires_at,
-            revoked_at=row.revoked_at,
-        )
+            rows = (await conn.execute(select(tokens).where(tokens.c.digest.in_(set(digests))))).all()
+        found = {
+            bytes(row.digest): TokenRecord(
+                digest=bytes(row.digest),
+                client_id=row.client_id,
+                scope=tuple(row.scope.split()),
+                audience=tuple(row.audience),
+                issued_at=row.issued_at,
+                expires_at=row.expires_at,
+                revoked_at=row.revoked_at,
+            )
+            for row in rows
+        }
+        return [found.get(digest) for digest in digests]
 
     @_unavailable_on_outage
     async def revoke_token(self, digest: bytes, client_id: str | None, now: int) -> bool:

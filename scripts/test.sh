@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs, then runs all of it: SQLite and PostgreSQL.
+# Extra arguments go to pytest (e.g. `scripts/test.sh -k introspection`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[server,postgres,test]'
+
+# PostgreSQL from Debian's packages, when its binaries are missing. The tests start a
+# throw-away cluster of their own (as the postgres user when run as root) and stop it.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  echo "scripts/test.sh: installing PostgreSQL from Debian's packages" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+fi
+
+exec .venv/bin/pytest "$@"
