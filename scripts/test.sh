@@ -20,4 +20,8 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
 fi
 
+if [ "$#" -eq 0 ]; then  # the whole run also lints; a run narrowed by arguments only tests
+  .venv/bin/ruff check src tests
+  .venv/bin/ruff format --check src tests
+fi
 exec .venv/bin/pytest "$@"

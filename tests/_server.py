@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import httpx
 
 from ._pg import free_port
 
-__all__ = ["ServerProcess", "Api", "ADMIN_TOKEN"]
+__all__ = ["ServerProcess", "Api", "ADMIN_TOKEN", "basic_header"]
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123456789"
 
@@ -44,13 +45,13 @@ class ServerProcess:
         return env
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "m2m_auth", "serve", "--port", str(self.port), "--migrate"],
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "m2m_auth", "serve", "--port", str(self.port), "--migrate"],
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -76,6 +77,10 @@ class ServerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def basic_header(client_id: str, secret: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode("ascii")}
 
 
 class Api:
@@ -110,7 +115,9 @@ class Api:
         )
 
     def revoke(self, caller: dict[str, Any], token: str) -> httpx.Response:
-        return self.http.post("/oauth/revoke", data={"token": token}, auth=(caller["client_id"], caller["client_secret"]))
+        return self.http.post(
+            "/oauth/revoke", data={"token": token}, auth=(caller["client_id"], caller["client_secret"])
+        )
 
     def close(self) -> None:
         self.http.close()

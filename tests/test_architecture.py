@@ -65,6 +65,7 @@ def import_with_blocked(blocked: list[str], modules: list[str]) -> dict[str, dic
     done = subprocess.run(
         [sys.executable, "-c", CHILD, json.dumps([blocked, modules])],
         capture_output=True,
+        check=False,
         text=True,
         cwd=ROOT,
         timeout=60,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn
 
 import httpx
@@ -42,12 +42,11 @@ Url = Annotated[
     typer.Option("--url", help="Server base URL (env M2M_AUTH_URL, else M2M_AUTH_ISSUER).", show_default=False),
 ]
 AdminToken = Annotated[
-    str | None, typer.Option("--admin-token", envvar="M2M_AUTH_ADMIN_TOKEN", help="Admin bearer token.", show_envvar=True)
+    str | None,
+    typer.Option("--admin-token", envvar="M2M_AUTH_ADMIN_TOKEN", help="Admin bearer token.", show_envvar=True),
 ]
 ClientId = Annotated[str | None, typer.Option("--client-id", envvar="M2M_AUTH_CLIENT_ID", show_envvar=True)]
-ClientSecret = Annotated[
-    str | None, typer.Option("--client-secret", envvar="M2M_AUTH_CLIENT_SECRET", show_envvar=True)
-]
+ClientSecret = Annotated[str | None, typer.Option("--client-secret", envvar="M2M_AUTH_CLIENT_SECRET", show_envvar=True)]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
@@ -89,7 +88,7 @@ def _run_migrations(database_url: str) -> str | None:
         _fail(str(exc), EXIT_USAGE)
     except OSError as exc:
         _fail(f"cannot reach the database {redact(database_url)}: {exc}", EXIT_UNREACHABLE)
-    except Exception as exc:  # driver errors come in many classes; say what failed, without the password
+    except Exception as exc:  # noqa: BLE001 - driver errors come in many classes; say what failed, not the password
         _fail(f"migration of {redact(database_url)} failed: {type(exc).__name__}: {exc}", EXIT_UNREACHABLE)
 
 
@@ -107,7 +106,7 @@ def _check_schema(database_url: str) -> None:
 
     try:
         revision = asyncio.run(current())
-    except Exception as exc:  # driver errors come in many classes
+    except Exception as exc:  # noqa: BLE001 - driver errors come in many classes
         _fail(f"cannot reach the database {redact(database_url)}: {type(exc).__name__}: {exc}", EXIT_UNREACHABLE)
     if revision != migrate.head_revision():
         _fail(
@@ -207,7 +206,7 @@ def admin_token_reset(database_url: DatabaseUrl = None) -> None:
 
     try:
         asyncio.run(run())
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure: one line, exit 3
         _fail(f"could not store the new admin token: {type(exc).__name__}", EXIT_UNREACHABLE)
     if settings.admin_token is not None:
         typer.echo("warning: M2M_AUTH_ADMIN_TOKEN is set; servers use it instead of the stored token", err=True)
@@ -219,9 +218,9 @@ def admin_token_reset(database_url: DatabaseUrl = None) -> None:
 
 
 def _base_url(url: str | None) -> str:
-    return (url or os.environ.get("M2M_AUTH_URL") or os.environ.get("M2M_AUTH_ISSUER") or "http://127.0.0.1:8000").rstrip(
-        "/"
-    )
+    return (
+        url or os.environ.get("M2M_AUTH_URL") or os.environ.get("M2M_AUTH_ISSUER") or "http://127.0.0.1:8000"
+    ).rstrip("/")
 
 
 def _call(method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -261,7 +260,7 @@ def _client_auth(client_id: str | None, client_secret: str | None) -> httpx.Basi
 def _when(epoch: Any) -> str:
     if not isinstance(epoch, int):
         return "-"
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _print(data: Any, as_json: bool, lines: list[tuple[str, Any]]) -> None:
@@ -337,7 +336,7 @@ def clients_list(url: Url = None, admin_token: AdminToken = None, as_json: AsJso
     ]
     widths = [max(len(str(r[i])) for r in rows) for i in range(3)]
     for row in rows:
-        typer.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths)) + "  " + row[3])
+        typer.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=False)) + "  " + row[3])
 
 
 @clients_app.command("show")
@@ -487,4 +486,3 @@ def explain(
         _print(data, False, lines)
     if not ok:
         raise typer.Exit(EXIT_REFUSED)
-

@@ -13,7 +13,6 @@ from typing import Any
 
 from .._server import Api, ServerProcess
 
-
 # Generated credentials carry a prefix for secret scanners; the random part alone must not leak either.
 PREFIXES = ("m2m_admin_", "m2m_cs_", "m2m_at_")
 

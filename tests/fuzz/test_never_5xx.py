@@ -188,7 +188,8 @@ json_scalars = st.one_of(
     st.text(max_size=30),
 )
 json_values = st.recursive(
-    json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=12,
 )
 
@@ -277,7 +278,7 @@ client_fields = st.fixed_dictionaries(
         "client_id": st.one_of(st.text(max_size=140).map(_fuzz_client_id), json_scalars),
         "scope": st.one_of(form_value, st.text(max_size=50), json_scalars, st.lists(st.text(max_size=10), max_size=3)),
         "audience": st.one_of(st.lists(st.one_of(st.text(max_size=600), json_scalars), max_size=70), json_scalars),
-        "grant_types": st.one_of(st.lists(st.sampled_from(GRANT_TYPES + [""]), max_size=3), json_scalars),
+        "grant_types": st.one_of(st.lists(st.sampled_from([*GRANT_TYPES, ""]), max_size=3), json_scalars),
         "token_endpoint_auth_method": st.one_of(
             st.sampled_from(["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]), json_scalars
         ),
@@ -305,7 +306,7 @@ admin_body = st.one_of(
 
 client_path_id = st.one_of(
     st.text(max_size=40).map(lambda s: quote(_fuzz_client_id(s), safe="")),
-    st.lists(st.sampled_from(ODD_ESCAPES + ["a", "."]), max_size=4).map(lambda parts: "fuzz-" + "".join(parts)),
+    st.lists(st.sampled_from([*ODD_ESCAPES, "a", "."]), max_size=4).map(lambda parts: "fuzz-" + "".join(parts)),
     st.sampled_from(NASTY).map(lambda s: quote(_fuzz_client_id(s), safe="")),
 )
 

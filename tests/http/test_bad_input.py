@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .._server import Api, ServerProcess
+from .._server import Api
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
@@ -24,14 +24,6 @@ def assert_refused(response: httpx.Response, status: int, error: str) -> None:
     body = response.json()
     assert isinstance(body, dict) and body["error"] == error, body
     assert "Traceback" not in response.text and 'File "' not in response.text
-
-
-@pytest.fixture(scope="module")
-def api(server: ServerProcess) -> Iterator[Api]:
-    """One HTTP client per module (shadows conftest's per-test one): each httpx.Client costs ~50 ms to build."""
-    client = Api(server.url)
-    yield client
-    client.close()
 
 
 @pytest.fixture

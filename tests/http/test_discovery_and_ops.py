@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,14 +10,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from .._server import Api, ServerProcess
 
 DISCOVERY_PATHS = ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"]
-
-
-@pytest.fixture(scope="module")
-def api(server: ServerProcess) -> Iterator[Api]:
-    """One HTTP client per module (shadows conftest's per-test one): each httpx.Client costs ~50 ms to build."""
-    client = Api(server.url)
-    yield client
-    client.close()
 
 
 def metric(text: str, name: str, **labels: str) -> float:

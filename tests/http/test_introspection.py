@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -10,17 +9,13 @@ from typing import Any
 import httpx
 import pytest
 
-from .._server import Api, ServerProcess
+from .._server import Api, ServerProcess, basic_header
 
 FORM = "application/x-www-form-urlencoded"
 INTROSPECT_SCOPE = "m2m-auth:introspect"
 INACTIVE = {"active": False}
 
 Client = dict[str, Any]
-
-
-def basic_header(client_id: str, secret: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode("ascii")}
 
 
 def post_introspect(api: Api, body: str, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -31,14 +26,6 @@ def assert_inactive(response: httpx.Response) -> None:
     assert response.status_code == 200, response.text
     assert response.headers["cache-control"] == "no-store"
     assert response.json() == INACTIVE
-
-
-@pytest.fixture(scope="module")
-def api(server: ServerProcess) -> Iterator[Api]:
-    """One HTTP client per module (shadows conftest's per-test one): each httpx.Client costs ~50 ms to build."""
-    client = Api(server.url)
-    yield client
-    client.close()
 
 
 @pytest.fixture

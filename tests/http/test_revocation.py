@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from .._server import Api, ServerProcess
+from .._server import Api, basic_header
 
 FORM = "application/x-www-form-urlencoded"
 INACTIVE = {"active": False}
 
 Client = dict[str, Any]
-
-
-def basic_header(client_id: str, secret: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode("ascii")}
 
 
 def post_revoke(api: Api, body: str, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -29,14 +25,6 @@ def is_active(api: Api, observer: Client, token: str) -> bool:
     response = api.introspect(observer, token)
     assert response.status_code == 200, response.text
     return bool(response.json()["active"])
-
-
-@pytest.fixture(scope="module")
-def api(server: ServerProcess) -> Iterator[Api]:
-    """One HTTP client per module (shadows conftest's per-test one): each httpx.Client costs ~50 ms to build."""
-    client = Api(server.url)
-    yield client
-    client.close()
 
 
 @pytest.fixture

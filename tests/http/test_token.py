@@ -55,14 +55,6 @@ def assert_error(response: httpx.Response, status: int, error: str) -> None:
     assert response.headers["cache-control"] == "no-store"
 
 
-@pytest.fixture(scope="module")
-def api(server: ServerProcess) -> Iterator[Api]:
-    """One HTTP client per module (shadows conftest's per-test one): each httpx.Client costs ~50 ms to build."""
-    client = Api(server.url)
-    yield client
-    client.close()
-
-
 @pytest.fixture
 def client(api: Api) -> Client:
     return api.create_client(scope="read write admin:x", audience=[API_A, API_B])

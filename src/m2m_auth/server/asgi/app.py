@@ -80,9 +80,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     routes = [
         Route("/oauth/token", metrics.instrument("token", endpoints.form_endpoint("token")), methods=["POST"]),
         Route(
-            "/oauth/introspect", metrics.instrument("introspect", endpoints.form_endpoint("introspect")),
+            "/oauth/introspect",
+            metrics.instrument("introspect", endpoints.form_endpoint("introspect")),
             methods=["POST"],
-        ),  # fmt: skip
+        ),
         Route("/oauth/revoke", metrics.instrument("revoke", endpoints.form_endpoint("revoke")), methods=["POST"]),
         Route("/.well-known/oauth-authorization-server", endpoints.metadata, methods=["GET"]),
         Route("/.well-known/openid-configuration", endpoints.metadata, methods=["GET"]),

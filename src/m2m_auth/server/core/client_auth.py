@@ -128,7 +128,9 @@ class ClientAuthenticator:
         client = await self._registry.get(credentials.client_id)
         if client is None:
             secrets.matches(secrets.digest(credentials.secret), _DUMMY_DIGEST)
-            raise InvalidClient("client authentication failed", detail=f"unknown client {_loggable(credentials.client_id)}")
+            raise InvalidClient(
+                "client authentication failed", detail=f"unknown client {_loggable(credentials.client_id)}"
+            )
         registered = client.token_endpoint_auth_method
         # Both shared-secret methods carry the same secret, so either is accepted for a secret client.
         allowed = SECRET_METHODS if registered in SECRET_METHODS else (registered,)

@@ -29,11 +29,13 @@ def is_sqlite(url: str) -> bool:
 def redact(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # a URL we cannot parse is not echoed at all: it may hold a password
+    except Exception:  # noqa: BLE001 - a URL we cannot parse is not echoed at all: it may hold a password
         return "<unparseable database URL>"
 
 
-def create_engine(url: str, *, pool_size: int = 10, timeout: float = 5.0, prepared_statements: bool = True) -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = 10, timeout: float = 5.0, prepared_statements: bool = True
+) -> AsyncEngine:
     target = async_url(url)
     kwargs: dict[str, Any] = {}
     if target.get_backend_name() == "sqlite":

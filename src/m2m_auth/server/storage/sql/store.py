@@ -82,9 +82,7 @@ class SqlStorage:
                 return None
             secret_rows = (
                 await conn.execute(
-                    select(client_secrets)
-                    .where(client_secrets.c.client_id == client_id)
-                    .order_by(client_secrets.c.id)
+                    select(client_secrets).where(client_secrets.c.client_id == client_id).order_by(client_secrets.c.id)
                 )
             ).all()
         return _client(row, secret_rows)
@@ -145,7 +143,9 @@ class SqlStorage:
             live = client_secrets.c.client_id == client_id
             await conn.execute(
                 update(client_secrets)
-                .where(live, (client_secrets.c.expires_at.is_(None)) | (client_secrets.c.expires_at > previous_expire_at))
+                .where(
+                    live, (client_secrets.c.expires_at.is_(None)) | (client_secrets.c.expires_at > previous_expire_at)
+                )
                 .values(expires_at=previous_expire_at)
             )
             await conn.execute(
