@@ -42,7 +42,7 @@ class AdminService:
         now = self._now()
         secret = secrets.new_secret(secrets.CLIENT_SECRET_PREFIX)
         client = Client(
-            client_id=data.client_id or _random.token_urlsafe(16),
+            client_id=data.client_id or _random.token_hex(16),  # hex: never starts with "-", safe in shells and URLs
             client_name=data.client_name,
             scope=tuple(dict.fromkeys(data.scope.split())),
             audience=tuple(dict.fromkeys(data.audience)),
