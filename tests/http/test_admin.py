@@ -597,3 +597,9 @@ def test_client_secrets_and_tokens_are_stored_only_as_sha256_digests(server: Ser
     assert_stored_as_digest_only(server.database_url, client["client_secret"])
     assert_stored_as_digest_only(server.database_url, rotated)
     assert_stored_as_digest_only(server.database_url, token)
+
+
+def test_generated_client_ids_are_safe_to_pass_as_command_line_arguments(api: Api) -> None:
+    # A URL-safe base64 id can start with "-", which every CLI (ours included) reads as an option.
+    ids = {api.create_client()["client_id"] for _ in range(20)}
+    assert len(ids) == 20 and all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
