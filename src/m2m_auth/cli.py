@@ -1,8 +1,8 @@
 """The `m2m-auth` command line.
 
-`serve`, `migrate` and `admin-token` work on the database directly; every other command talks to a
-running server over HTTP (`--url`), so that server caches stay correct and nothing needs database
-credentials on an operator's laptop.
+`serve`, `migrate`, `admin-token`, `purge` and `stats` work on the database directly; every other
+command talks to a running server over HTTP (`--url`), so that server caches stay correct and nothing
+needs database credentials on an operator's laptop.
 
 Exit codes: 0 success; 1 the server refused, or the token is not active; 2 usage or settings error;
 3 the server or database could not be reached.
@@ -29,7 +29,9 @@ app = typer.Typer(
 )
 clients_app = typer.Typer(help="Register and manage clients (admin API).", no_args_is_help=True)
 admin_token_app = typer.Typer(help="The bootstrap admin token.", no_args_is_help=True)
+keys_app = typer.Typer(help="Signing keys of JWT access tokens.", no_args_is_help=True)
 app.add_typer(clients_app, name="clients")
+app.add_typer(keys_app, name="keys")
 app.add_typer(admin_token_app, name="admin-token")
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
@@ -185,6 +187,136 @@ def settings_command() -> None:
     from m2m_auth.server.settings import settings_reference
 
     typer.echo(settings_reference(), nl=False)
+
+
+def _migrated_database(database_url: str | None) -> str:
+    """The database URL from the option or the settings, checked: known scheme, schema up to date."""
+    from m2m_auth.server.storage import migrate
+    from m2m_auth.server.storage.sql.engine import async_url, redact
+
+    url: str = _settings(database_url=database_url).database_url
+    try:
+        async_url(url)
+    except ValueError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    revision = _on_database(url, "reading the schema version", migrate.current_revision)
+    if revision != migrate.head_revision():
+        _fail(
+            f"the database {redact(url)} is at schema {revision or 'none'}, this command needs "
+            f"{migrate.head_revision()}: run `m2m-auth migrate` first",
+            EXIT_USAGE,
+        )
+    return url
+
+
+def _on_database(database_url: str, what: str, work: Any) -> Any:
+    """Run `work(engine)` on the database; one line and exit 3 when it fails."""
+    from m2m_auth.server.storage.sql.engine import create_engine, redact
+
+    async def run() -> Any:
+        engine = create_engine(database_url)
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except Exception as exc:  # noqa: BLE001 - driver errors come in many classes; name it, show no statement
+        cause = getattr(exc, "orig", None) or exc
+        first_line = (str(cause).strip().splitlines() or [""])[0][:200]
+        _fail(f"{what} on {redact(database_url)} failed: {type(cause).__name__}: {first_line}", EXIT_UNREACHABLE)
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def _columns(rows: list[tuple[Any, ...]]) -> None:
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        typer.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+@app.command("purge")
+def purge_command(
+    database_url: DatabaseUrl = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Rows per transaction (env M2M_AUTH_PURGE_BATCH_SIZE).", show_default=False)
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Delete expired tokens, JWT deny-list entries, used assertions and retired client secrets, once.
+
+    Running servers do this by themselves every M2M_AUTH_PURGE_INTERVAL seconds; this runs alongside
+    them safely (rows another purge holds are skipped, never waited on).
+    """
+    from m2m_auth.server.storage.sql.purge import Purger
+
+    size = _settings(purge_batch_size=batch_size).purge_batch_size
+    url = _migrated_database(database_url)
+    result = _on_database(url, "purge", lambda engine: Purger(engine, batch_size=size).purge())
+    data = {"removed": result.removed, "total": result.total, "seconds": round(result.duration, 3)}
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    _print(data, False, [*result.removed.items(), ("total", f"{result.total} rows in {result.duration:.2f} s")])
+
+
+@app.command("stats")
+def stats_command(
+    database_url: DatabaseUrl = None,
+    minutes: Annotated[float, typer.Option(help="Window for tokens issued per client, in minutes.")] = 5.0,
+    top: Annotated[int, typer.Option(help="How many clients to list.")] = 10,
+    as_json: AsJson = False,
+) -> None:
+    """Live tokens, expired rows awaiting purge, table sizes, and the clients issuing the most tokens."""
+    import time
+
+    from m2m_auth.server.storage.sql.stats import storage_stats
+
+    if minutes <= 0 or top < 1:
+        _fail("--minutes must be positive and --top at least 1", EXIT_USAGE)
+    url = _migrated_database(database_url)
+    window = max(1, round(minutes * 60))
+    data = _on_database(url, "stats", lambda engine: storage_stats(engine, int(time.time()), window=window, top=top))
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    _print(
+        data,
+        False,
+        [
+            ("live tokens", data["live_tokens"]),
+            ("expired tokens", f"{data['expired_tokens']} (rows awaiting purge)"),
+            ("database size", _size(data["database_bytes"])),
+        ],
+    )
+    typer.echo("")
+    _columns(
+        [("TABLE", "ROWS", "EXPIRED", "SIZE")]
+        + [
+            (name, t["rows"], "-" if t["expired_rows"] is None else t["expired_rows"], _size(t["bytes"]))
+            for name, t in data["tables"].items()
+        ]
+    )
+    typer.echo("")
+    clients = data["issued"]["clients"]
+    span = f"{window // 60} min" if window % 60 == 0 else f"{window} s"
+    typer.echo(f"tokens issued in the last {span} (still stored), by client:")
+    if not clients:
+        typer.echo("  none")
+        return
+    _columns(
+        [("CLIENT_ID", "TOKENS", "PER MINUTE")] + [(c["client_id"], c["tokens"], c["per_minute"]) for c in clients]
+    )
 
 
 @admin_token_app.command("reset")
@@ -486,3 +618,39 @@ def explain(
         _print(data, False, lines)
     if not ok:
         raise typer.Exit(EXIT_REFUSED)
+
+
+@keys_app.command("list")
+def keys_list(url: Url = None, admin_token: AdminToken = None, as_json: AsJson = False) -> None:
+    """Every signing key: next (published, not signing yet), active, retired (still published), expired."""
+    data = _admin("GET", url, "/admin/keys", admin_token)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    rows = [("KID", "ALG", "STATE", "PUBLISHED", "SIGNS FROM")] + [
+        (k["kid"], k["alg"], k["state"], "yes" if k["published"] else "no", _when(k["activates_at"]))
+        for k in data["keys"]
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) + "  " + row[4])
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    delay: Annotated[int, typer.Option(help="Seconds before the new key signs (0: at once, the emergency case).")] = 0,
+    url: Url = None,
+    admin_token: AdminToken = None,
+    as_json: AsJson = False,
+) -> None:
+    """Create a new signing key; the old one stays in the JWKS until its last token expired."""
+    data = _admin("POST", url, "/admin/keys/rotate", admin_token, {"delay": delay})
+    _print(data, as_json, [("kid", data["kid"]), ("alg", data["alg"]), ("signs from", _when(data["activates_at"]))])
+
+
+@keys_app.command("generate-kek")
+def keys_generate_kek() -> None:
+    """Print a new key-encryption key for M2M_AUTH_KEY_ENCRYPTION_KEY (32 random bytes, base64url)."""
+    from m2m_auth.server.keys import generate_kek
+
+    typer.echo(generate_kek())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "DEFAULT_DATABASE_URL"]
@@ -35,9 +35,39 @@ class Settings(BaseSettings):
     max_access_token_ttl: int = Field(
         86400, ge=1, le=366 * 86400, description="Largest `access_token_ttl` a client may be given (at most a year)."
     )
-    access_token_format: Literal["opaque"] = Field(
-        "opaque", description="Token format for clients that do not choose one."
+    access_token_format: Literal["opaque", "jwt"] = Field(
+        "opaque",
+        description="Token format for clients that do not choose one: `opaque` (introspected) or `jwt` (RFC 9068).",
     )
+    signing_alg: Literal["RS256", "ES256", "EdDSA"] = Field(
+        "RS256", description="Algorithm of newly generated signing keys for JWT access tokens."
+    )
+    key_encryption_key: SecretStr | None = Field(
+        None,
+        description="32 random bytes, base64url: encrypts signing keys at rest (AES-256-GCM). "
+        "Unset: keys are stored unencrypted, with a loud warning; refused in production mode. "
+        "`m2m-auth keys generate-kek` makes one.",
+    )
+    production: bool = Field(False, description="Refuse unsafe configurations (no key-encryption key) at start-up.")
+    key_rotation_interval: float = Field(
+        0, ge=0, description="Seconds between scheduled signing-key rotations (0: rotate only when asked)."
+    )
+    key_prepublish: float = Field(
+        3600,
+        ge=0,
+        description="Seconds a scheduled new key is published in the JWKS before it signs; longer than the JWKS max-age.",
+    )
+    jwks_max_age: int = Field(300, ge=0, description="`Cache-Control: max-age` of the JWKS, in seconds.")
+    key_refresh_interval: float = Field(
+        5,
+        gt=0,
+        description="Seconds between reloads of the signing keys from the database (replicas agree through it).",
+    )
+    max_assertion_lifetime: int = Field(
+        3600, ge=1, description="How far ahead a private_key_jwt client assertion's `exp` may be, in seconds."
+    )
+    jwks_uri_timeout: float = Field(5.0, gt=0, description="Timeout for fetching a client's `jwks_uri`.")
+    jwks_uri_cache_ttl: float = Field(600, ge=0, description="Seconds a client's fetched `jwks_uri` is cached.")
     token_prefix: str = Field(
         "m2m_at_",
         pattern=r"^[A-Za-z0-9_]{0,16}$",
@@ -62,6 +92,17 @@ class Settings(BaseSettings):
         True,
         description="Use asyncpg's prepared-statement cache. Turn off behind PgBouncer in transaction mode (< 1.21).",
     )
+    purge_enabled: bool = Field(
+        True,
+        description="Delete rows of expired tokens, JWT deny-list entries, used assertions and retired client "
+        "secrets in the background (one replica at a time; `m2m-auth purge` runs it once).",
+    )
+    purge_interval: float = Field(
+        60.0, ge=0.1, le=86400, description="Seconds between purge rounds (a round ends when nothing expired is left)."
+    )
+    purge_batch_size: int = Field(
+        1000, ge=1, le=100_000, description="Rows deleted per purge transaction; smaller batches hold locks shorter."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Level of the server's log: `debug`, `info`, `warning` or `error`."
     )
@@ -79,6 +120,12 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < 24:
             raise ValueError("the admin token must be at least 24 characters (use a long random value)")
         return value
+
+    @model_validator(mode="after")
+    def _windows_fit(self) -> Settings:
+        if self.key_rotation_interval and self.key_prepublish <= self.jwks_max_age:
+            raise ValueError("key_prepublish must be longer than jwks_max_age, or validators miss the new key")
+        return self
 
     @property
     def audience_default(self) -> str:

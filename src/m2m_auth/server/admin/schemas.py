@@ -4,20 +4,45 @@ from __future__ import annotations
 
 import json
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, field_validator
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, OKPKey, RSAKey
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from m2m_auth.errors import InvalidClientMetadata, InvalidRequest
 from m2m_auth.scopes import parse_scope
 from m2m_auth.server.core.claims import REGISTERED_CLAIMS
 from m2m_auth.server.core.models import CLIENT_ID_PATTERN, Client
 
-__all__ = ["ClientCreate", "ClientUpdate", "SecretRotation", "TokenQuery", "parse_model", "client_json"]
+__all__ = [
+    "ClientCreate",
+    "ClientUpdate",
+    "SecretRotation",
+    "KeyRotation",
+    "TokenQuery",
+    "parse_model",
+    "client_json",
+    "check_key_material",
+]
 
 _MAX_METADATA_BYTES = 4096
 
-AuthMethod = Literal["client_secret_basic", "client_secret_post"]
-TokenFormatName = Literal["opaque"]
+AuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
+TokenFormatName = Literal["opaque", "jwt"]
+_KEY_TYPES = {"RSA": RSAKey, "EC": ECKey, "OKP": OKPKey}
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 Audience = Annotated[StrictStr, Field(min_length=1, max_length=512)]
 
 
@@ -47,6 +72,41 @@ class _ClientFields(_Strict):
             raise ValueError("audiences must be printable, not empty and not padded with spaces")
         return value
 
+    @field_validator("jwks", check_fields=False)
+    @classmethod
+    def _jwks(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return value
+        keys = value.get("keys")
+        if set(value) != {"keys"} or not isinstance(keys, list) or not 1 <= len(keys) <= 10:
+            raise ValueError('must be a JWK set: {"keys": [...]} with 1 to 10 public keys')
+        kids = [k.get("kid") for k in keys if isinstance(k, dict) and "kid" in k]
+        if len(kids) != len(set(kids)):
+            raise ValueError("key ids (kid) must be unique")
+        for jwk in keys:
+            if not isinstance(jwk, dict) or jwk.get("kty") not in _KEY_TYPES:
+                raise ValueError("each key must be an RSA, EC or OKP JWK")
+            if _PRIVATE_MEMBERS.intersection(jwk):
+                raise ValueError("a key holds private members: register public keys only")
+            try:
+                _KEY_TYPES[jwk["kty"]].import_key(jwk)
+            except (JoseError, ValueError, TypeError):
+                raise ValueError(f"a {jwk['kty']} key does not parse as a JWK") from None
+        if len(json.dumps(value)) > 32768:
+            raise ValueError("must serialise to at most 32 KiB")
+        return value
+
+    @field_validator("jwks_uri", check_fields=False)
+    @classmethod
+    def _jwks_uri(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        secure = parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK)
+        if not secure or not parts.hostname or parts.fragment or len(value) > 2000:
+            raise ValueError("must be an https URL (http only on loopback), without fragment")
+        return value
+
     @field_validator("metadata", check_fields=False)
     @classmethod
     def _metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -72,6 +132,13 @@ class ClientCreate(_ClientFields):
     access_token_format: TokenFormatName | None = None
     access_token_ttl: StrictInt | None = Field(None, ge=1)
     metadata: dict[str, Any] = {}
+    jwks: dict[str, Any] | None = None
+    jwks_uri: StrictStr | None = None
+
+    @model_validator(mode="after")
+    def _keys_fit_method(self) -> ClientCreate:
+        check_key_material(self.token_endpoint_auth_method, self.jwks, self.jwks_uri, ValueError)
+        return self
 
 
 class ClientUpdate(_ClientFields):
@@ -83,6 +150,21 @@ class ClientUpdate(_ClientFields):
     access_token_ttl: StrictInt | None = Field(None, ge=1)
     metadata: dict[str, Any] | None = None
     disabled: StrictBool | None = None
+    jwks: dict[str, Any] | None = None
+    jwks_uri: StrictStr | None = None
+
+
+def check_key_material(method: str, jwks: Any, jwks_uri: Any, error: type[Exception]) -> None:
+    """private_key_jwt needs exactly one of jwks and jwks_uri; secret methods use neither."""
+    if method == "private_key_jwt":
+        if (jwks is None) == (jwks_uri is None):
+            raise error("private_key_jwt needs exactly one of jwks and jwks_uri")
+    elif jwks is not None or jwks_uri is not None:
+        raise error(f"jwks and jwks_uri are for private_key_jwt, not {method}")
+
+
+class KeyRotation(_Strict):
+    delay: StrictInt = Field(0, ge=0, le=30 * 86400)
 
 
 class SecretRotation(_Strict):
@@ -118,7 +200,7 @@ def _readable(exc: ValidationError) -> str:
 
 
 def client_json(client: Client) -> dict[str, Any]:
-    return {
+    body = {
         "client_id": client.client_id,
         "client_name": client.client_name,
         "scope": " ".join(client.scope),
@@ -133,3 +215,8 @@ def client_json(client: Client) -> dict[str, Any]:
         "client_secret_expires_at": 0,
         "updated_at": client.updated_at,
     }
+    if client.jwks is not None:
+        body["jwks"] = client.jwks
+    if client.jwks_uri is not None:
+        body["jwks_uri"] = client.jwks_uri
+    return body

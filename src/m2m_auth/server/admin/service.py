@@ -9,11 +9,13 @@ import secrets as _random
 import sys
 from typing import Any
 
-from m2m_auth.errors import InvalidClientMetadata, NotFound
+from m2m_auth.errors import InvalidClientMetadata, InvalidRequest, NotFound
 from m2m_auth.server import secrets
-from m2m_auth.server.admin.schemas import ClientCreate, ClientUpdate
+from m2m_auth.server.admin.schemas import ClientCreate, ClientUpdate, check_key_material
+from m2m_auth.server.core.client_auth import SECRET_METHODS
 from m2m_auth.server.core.models import Client, ClientSecret, is_client_id
 from m2m_auth.server.core.server import AuthorizationServer
+from m2m_auth.server.keys import KeyManager
 from m2m_auth.server.settings import Settings
 from m2m_auth.server.storage.base import Storage
 
@@ -23,10 +25,11 @@ ADMIN_DIGEST_KEY = "admin_token_sha256"
 
 
 class AdminService:
-    def __init__(self, storage: Storage, server: AuthorizationServer, settings: Settings) -> None:
+    def __init__(self, storage: Storage, server: AuthorizationServer, settings: Settings, keys: KeyManager) -> None:
         self._storage = storage
         self._server = server
         self._settings = settings
+        self._keys = keys
 
     def _now(self) -> int:
         return int(self._server.clock.now())
@@ -37,10 +40,12 @@ class AdminService:
                 f"access_token_ttl: must be at most {self._settings.max_access_token_ttl} seconds"
             )
 
-    async def create_client(self, data: ClientCreate) -> tuple[Client, str]:
+    async def create_client(self, data: ClientCreate) -> tuple[Client, str | None]:
+        """The new client and its secret, shown this once (None for a private_key_jwt client: it has none)."""
         self._check_ttl(data.access_token_ttl)
         now = self._now()
-        secret = secrets.new_secret(secrets.CLIENT_SECRET_PREFIX)
+        uses_secret = data.token_endpoint_auth_method in SECRET_METHODS
+        secret = secrets.new_secret(secrets.CLIENT_SECRET_PREFIX) if uses_secret else None
         client = Client(
             client_id=data.client_id or _random.token_hex(16),  # hex: never starts with "-", safe in shells and URLs
             client_name=data.client_name,
@@ -51,9 +56,11 @@ class AdminService:
             access_token_format=data.access_token_format,
             access_token_ttl=data.access_token_ttl,
             metadata=data.metadata,
+            jwks=data.jwks,
+            jwks_uri=data.jwks_uri,
             created_at=now,
             updated_at=now,
-            secrets=(ClientSecret(secrets.digest(secret), now),),
+            secrets=(ClientSecret(secrets.digest(secret), now),) if secret else (),
         )
         if not await self._storage.create_client(client):
             raise InvalidClientMetadata(f"client_id: {client.client_id!r} is already registered")
@@ -81,6 +88,14 @@ class AdminService:
                 raise InvalidClientMetadata(f"{required}: may not be null")
         if not changes:
             return await self.get_client(client_id)
+        if {"token_endpoint_auth_method", "jwks", "jwks_uri"} & changes.keys():
+            current = await self.get_client(client_id)
+            check_key_material(
+                changes.get("token_endpoint_auth_method", current.token_endpoint_auth_method),
+                changes.get("jwks", current.jwks),
+                changes.get("jwks_uri", current.jwks_uri),
+                InvalidClientMetadata,
+            )
         updated = await self._storage.update_client(_known_shape(client_id), changes, self._now())
         self._server.clients.invalidate(client_id)
         if updated is None:
@@ -94,6 +109,11 @@ class AdminService:
             raise NotFound(f"no client {client_id[:128]!r}")
 
     async def rotate_secret(self, client_id: str, grace_period: int | None) -> tuple[str, int]:
+        client = await self.get_client(client_id)
+        if client.token_endpoint_auth_method not in SECRET_METHODS:
+            raise InvalidRequest(
+                f"this client authenticates with {client.token_endpoint_auth_method}: it has no secret"
+            )
         now = self._now()
         grace = self._settings.secret_grace_period if grace_period is None else grace_period
         secret = secrets.new_secret(secrets.CLIENT_SECRET_PREFIX)
@@ -102,12 +122,43 @@ class AdminService:
         self._server.clients.invalidate(client_id)
         return secret, now + grace
 
+    async def rotate_key(self, delay: int) -> dict[str, Any]:
+        key = await self._keys.rotate(delay)
+        return next(k for k in self.list_keys() if k["kid"] == key.kid)
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        """Every key with its state: next (published, not signing yet), active, retired (published), expired."""
+        active = self._keys.signing_key()
+        now = self._now()
+        rows = []
+        for key in self._keys.all_keys():
+            if key is active:
+                state = "active"
+            elif key.activates_at > now:
+                state = "next"
+            else:
+                state = "retired" if self._keys.is_published(key) else "expired"
+            rows.append(
+                {
+                    "kid": key.kid,
+                    "alg": key.alg,
+                    "generation": key.generation,
+                    "state": state,
+                    "published": self._keys.is_published(key),
+                    "created_at": key.created_at,
+                    "activates_at": key.activates_at,
+                }
+            )
+        return rows
+
     async def revoke_token(self, token: str) -> bool:
         return await self._server.revoke_token(token, None)
 
     async def revoke_client_tokens(self, client_id: str) -> int:
         await self.get_client(client_id)
-        return await self._storage.revoke_tokens_for_client(client_id, self._now())
+        revoked = await self._storage.revoke_tokens_for_client(client_id, self._now())
+        self._server.clients.invalidate(client_id)  # its revocation mark covers the JWTs
+        return revoked
 
     async def explain(self, token: str, scope: str | None = None, audience: str | None = None) -> dict[str, Any]:
         """Why a resource server would accept or refuse this token, check by check."""

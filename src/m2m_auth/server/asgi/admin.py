@@ -17,6 +17,7 @@ from m2m_auth.server import secrets
 from m2m_auth.server.admin.schemas import (
     ClientCreate,
     ClientUpdate,
+    KeyRotation,
     SecretRotation,
     TokenQuery,
     client_json,
@@ -71,7 +72,7 @@ def _limit(request: Request) -> int:
 async def create_client(request: Request, admin: AdminService) -> Response:
     data = parse_model(ClientCreate, await read_json(request, _limit(request)))
     client, secret = await admin.create_client(data)
-    body = {**client_json(client), "client_secret": secret}
+    body = client_json(client) if secret is None else {**client_json(client), "client_secret": secret}
     return json_response(201, body, {"Cache-Control": "no-store", "Location": f"/admin/clients/{client.client_id}"})
 
 
@@ -116,6 +117,15 @@ async def explain_token(request: Request, admin: AdminService) -> Response:
     return json_response(200, await admin.explain(data.token, data.scope, data.audience), {"Cache-Control": "no-store"})
 
 
+async def list_keys(request: Request, admin: AdminService) -> Response:
+    return json_response(200, {"keys": admin.list_keys()})
+
+
+async def rotate_key(request: Request, admin: AdminService) -> Response:
+    data = parse_model(KeyRotation, await read_json(request, _limit(request), empty_ok=True))
+    return json_response(200, await admin.rotate_key(data.delay))
+
+
 routes = [
     Route("/admin/clients", _admin(create_client), methods=["POST"]),
     Route("/admin/clients", _admin(list_clients), methods=["GET"]),
@@ -126,4 +136,6 @@ routes = [
     Route("/admin/clients/{client_id}/revoke-tokens", _admin(revoke_client_tokens), methods=["POST"]),
     Route("/admin/tokens/revoke", _admin(revoke_token), methods=["POST"]),
     Route("/admin/tokens/explain", _admin(explain_token), methods=["POST"]),
+    Route("/admin/keys", _admin(list_keys), methods=["GET"]),
+    Route("/admin/keys/rotate", _admin(rotate_key), methods=["POST"]),
 ]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
+from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -16,14 +19,19 @@ from m2m_auth.errors import InvalidRequest, NotFound, OAuthError, ServerError
 from m2m_auth.server.admin.service import AdminService, ensure_admin_token
 from m2m_auth.server.asgi import admin, endpoints, ops
 from m2m_auth.server.asgi.convert import error_to_response
+from m2m_auth.server.client_jwks import ClientJwks
+from m2m_auth.server.core.assertions import AssertionVerifier, assertion_audiences
 from m2m_auth.server.core.client_auth import SECRET_METHODS, ClientAuthenticator, SecretVerifier
 from m2m_auth.server.core.clients import ClientRegistry
 from m2m_auth.server.core.clock import Clock, SystemClock
+from m2m_auth.server.core.formats.jwt import JWTFormat
 from m2m_auth.server.core.formats.opaque import OpaqueFormat
 from m2m_auth.server.core.server import AuthorizationServer
+from m2m_auth.server.keys import KeyManager, KeySealer
 from m2m_auth.server.settings import Settings
 from m2m_auth.server.storage import migrate
 from m2m_auth.server.storage.sql.engine import redact
+from m2m_auth.server.storage.sql.purge import Purger
 from m2m_auth.server.storage.sql.store import SqlStorage
 
 __all__ = ["create_app", "app_from_env"]
@@ -48,6 +56,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             timeout=settings.db_timeout,
             prepared_statements=settings.db_prepared_statements,
         )
+        http = httpx.AsyncClient(timeout=settings.jwks_uri_timeout, follow_redirects=False)
+        background: list[asyncio.Task[None]] = []
+        purger = Purger(storage.engine, batch_size=settings.purge_batch_size, clock=clock, events=metrics)
         try:
             current, head = await migrate.current_revision(storage.engine), migrate.head_revision()
             if current != head:
@@ -55,26 +66,51 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                     f"the database {redact(settings.database_url)} is at schema {current or 'none'}, "
                     f"this server needs {head}: run `m2m-auth migrate`"
                 )
+            keys = KeyManager(storage, settings, clock, KeySealer(_secret(settings.key_encryption_key)))
+            await keys.start()
+            background.append(asyncio.create_task(keys.maintain(), name="signing-keys"))
             registry = ClientRegistry(storage, clock, settings.client_cache_ttl)
             secret_verifier = SecretVerifier(clock)
+            assertion_verifier = AssertionVerifier(
+                ClientJwks(http, clock, settings.jwks_uri_cache_ttl),
+                storage,
+                clock,
+                assertion_audiences(settings.issuer),
+                settings.max_assertion_lifetime,
+            )
+            verifiers = {**{m: secret_verifier for m in SECRET_METHODS}, "private_key_jwt": assertion_verifier}
             server = AuthorizationServer(
                 settings=settings,
                 clients=registry,
-                authenticator=ClientAuthenticator(registry, {m: secret_verifier for m in SECRET_METHODS}),
-                formats={"opaque": OpaqueFormat(storage, settings.token_prefix)},
+                authenticator=ClientAuthenticator(registry, verifiers),
+                formats={
+                    "opaque": OpaqueFormat(storage, settings.token_prefix),
+                    "jwt": JWTFormat(keys, storage, settings.issuer),
+                },
                 clock=clock,
                 events=metrics,
             )
+            app.state.keys = keys
             app.state.settings = settings
             app.state.storage = storage
             app.state.server = server
             app.state.metadata = server.metadata()
-            app.state.admin = AdminService(storage, server, settings)
+            app.state.admin = AdminService(storage, server, settings, keys)
             app.state.admin_digest = await ensure_admin_token(storage, settings)
             app.state.metrics = metrics
+            background.append(
+                asyncio.create_task(
+                    purger.run_forever(settings.purge_interval, enabled=settings.purge_enabled), name="purge"
+                )
+            )
             log.info("m2m-auth ready: issuer %s, database %s", settings.issuer, redact(settings.database_url))
             yield
         finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await purger.close()  # another replica takes the purge over at once
+            await http.aclose()
             await storage.close()
 
     routes = [
@@ -87,6 +123,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         Route("/oauth/revoke", metrics.instrument("revoke", endpoints.form_endpoint("revoke")), methods=["POST"]),
         Route("/.well-known/oauth-authorization-server", endpoints.metadata, methods=["GET"]),
         Route("/.well-known/openid-configuration", endpoints.metadata, methods=["GET"]),
+        Route("/oauth/jwks.json", endpoints.jwks, methods=["GET"]),
+        Route("/.well-known/jwks.json", endpoints.jwks, methods=["GET"]),
         Route("/healthz", ops.healthz, methods=["GET"]),
         Route("/readyz", ops.readyz, methods=["GET"]),
         Route("/metrics", ops.metrics, methods=["GET"]),
@@ -99,6 +137,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     )
     app.router.redirect_slashes = False  # `/oauth/token/` is not an endpoint: 404, not a redirect built from Host
     return app
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()
 
 
 def app_from_env() -> Starlette:

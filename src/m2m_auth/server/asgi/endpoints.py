@@ -10,7 +10,7 @@ from starlette.responses import Response
 from m2m_auth.errors import OAuthError
 from m2m_auth.server.asgi.convert import error_to_response, json_response, read_form, to_response
 
-__all__ = ["form_endpoint", "metadata"]
+__all__ = ["form_endpoint", "metadata", "jwks"]
 
 
 def form_endpoint(operation: str) -> Callable[[Request], Awaitable[Response]]:
@@ -30,3 +30,9 @@ def form_endpoint(operation: str) -> Callable[[Request], Awaitable[Response]]:
 
 async def metadata(request: Request) -> Response:
     return json_response(200, request.app.state.metadata, {"Cache-Control": "public, max-age=300"})
+
+
+async def jwks(request: Request) -> Response:
+    # Shorter than the pre-publication window, so validators see a new key before it signs.
+    max_age = request.app.state.settings.jwks_max_age
+    return json_response(200, request.app.state.keys.jwks(), {"Cache-Control": f"public, max-age={max_age}"})

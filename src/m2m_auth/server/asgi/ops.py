@@ -6,13 +6,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
 from m2m_auth.errors import OAuthError, ServerError
 from m2m_auth.server.asgi.convert import error_to_response, json_response
 from m2m_auth.server.core.events import Events
+from m2m_auth.server.storage.sql.purge import PurgeResult
 
 __all__ = ["Metrics", "healthz", "readyz", "metrics"]
 
@@ -45,6 +46,29 @@ class Metrics(Events):
         )  # fmt: skip
         self._active = self.introspections.labels("active")
         self._inactive = self.introspections.labels("inactive")
+        # Purge of expired rows (storage.sql.purge): rounds by result show which replica purges.
+        self.purged_rows = Counter(
+            "m2m_auth_purged_rows", "Expired rows deleted by the purge, by table", ["table"], registry=self.registry
+        )
+        self.purge_duration = Histogram(
+            "m2m_auth_purge_duration_seconds", "Duration of purge rounds that ran",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+            registry=self.registry,
+        )  # fmt: skip
+        self.purge_last_success = Gauge(
+            "m2m_auth_purge_last_success_timestamp_seconds", "End of the last purge round that succeeded (epoch)",
+            registry=self.registry,
+        )  # fmt: skip
+        self.purge_rounds = Counter(
+            "m2m_auth_purge_rounds", "Purge rounds: purged (this replica holds the purge lock), skipped "
+            "(another replica does), failed (database error)", ["result"], registry=self.registry,
+        )  # fmt: skip
+        self.live_token_count = Gauge(
+            "m2m_auth_live_tokens", "Stored tokens not yet expired (counted once per purge interval)",
+            registry=self.registry,
+        )  # fmt: skip
+        for result in ("purged", "skipped", "failed"):
+            self.purge_rounds.labels(result)
 
     def token_issued(self, client_id: str, token_format: str) -> None:
         self.tokens_issued.labels(token_format).inc()
@@ -56,6 +80,23 @@ class Metrics(Events):
         self.refused.labels(endpoint, error).inc()
         # detail names clients and checks, never secrets or tokens (see core.client_auth)
         log.info("%s request refused: %s (%s)", endpoint, error, detail)
+
+    def purge_batch(self, table: str, rows: int) -> None:
+        self.purged_rows.labels(table).inc(rows)
+
+    def purge_round(self, result: PurgeResult) -> None:
+        self.purge_rounds.labels("purged").inc()
+        self.purge_duration.observe(result.duration)
+        self.purge_last_success.set(result.started_at + result.duration)
+
+    def purge_skipped(self) -> None:
+        self.purge_rounds.labels("skipped").inc()
+
+    def purge_failed(self) -> None:
+        self.purge_rounds.labels("failed").inc()
+
+    def live_tokens(self, count: int) -> None:
+        self.live_token_count.set(count)
 
     def instrument(
         self, route: str, endpoint: Callable[[Request], Awaitable[Response]]

@@ -15,17 +15,20 @@ from urllib.parse import unquote_plus
 
 from m2m_auth.errors import InvalidClient, InvalidRequest
 from m2m_auth.server import secrets
+from m2m_auth.server.core.assertions import JWT_BEARER, unverified_issuer
 from m2m_auth.server.core.clients import ClientRegistry
 from m2m_auth.server.core.clock import Clock
 from m2m_auth.server.core.messages import OAuthRequest
 from m2m_auth.server.core.models import Client, is_client_id
 
-__all__ = ["Credentials", "extract_credentials", "ClientAuthenticator", "SecretVerifier", "SECRET_METHODS"]
+__all__ = ["Credentials", "extract_credentials", "ClientAuthenticator", "SecretVerifier", "SECRET_METHODS", "METHODS"]
 
 log = logging.getLogger("m2m_auth.client_auth")
 
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
+METHODS = (*SECRET_METHODS, "private_key_jwt")
 _MAX_CREDENTIAL_LENGTH = 1024
+_MAX_ASSERTION_LENGTH = 8192
 # Compared against when the client is unknown, so unknown and known ids take the same path.
 _DUMMY_DIGEST = secrets.digest("m2m-auth-dummy-secret")
 
@@ -53,12 +56,25 @@ def extract_credentials(request: OAuthRequest) -> Credentials:
             raise InvalidRequest("client_id does not match the Authorization header")
         return basic
     if "client_assertion" in form or "client_assertion_type" in form:
-        raise InvalidClient("client authentication method not supported", detail="private_key_jwt not available")
+        return _assertion_credentials(form)
     client_id = form.get("client_id")
     secret = form.get("client_secret")
     if client_id and secret:
         return Credentials("client_secret_post", client_id, secret)
     raise InvalidClient("client authentication failed", detail="no client credentials in the request")
+
+
+def _assertion_credentials(form: dict[str, str]) -> Credentials:
+    if "client_secret" in form:
+        raise InvalidRequest("use one client authentication method, not several")
+    if form.get("client_assertion_type") != JWT_BEARER:
+        raise InvalidClient("client authentication failed", detail="unsupported client_assertion_type")
+    assertion = form.get("client_assertion", "")
+    issuer = unverified_issuer(assertion)
+    client_id = form.get("client_id") or issuer
+    if not client_id or (issuer is not None and issuer != client_id):
+        raise InvalidClient("client authentication failed", detail="client assertion names no client, or another one")
+    return Credentials("private_key_jwt", client_id, assertion)
 
 
 def _parse_basic(value: str) -> Credentials:
@@ -87,7 +103,9 @@ def _loggable(client_id: str) -> str:
 
 
 class Verifier(Protocol):
-    async def verify(self, credentials: Credentials, client: Client, registry: ClientRegistry) -> Client | None: ...
+    async def verify(self, credentials: Credentials, client: Client, registry: ClientRegistry) -> Client | None:
+        """The client if the credentials prove it; None, or InvalidClient with a detail, if not."""
+        ...
 
 
 class SecretVerifier:
@@ -123,7 +141,8 @@ class ClientAuthenticator:
     async def authenticate(self, request: OAuthRequest) -> Client:
         """The authenticated, enabled client, or InvalidClient whatever went wrong."""
         credentials = extract_credentials(request)
-        if len(credentials.client_id) > _MAX_CREDENTIAL_LENGTH or len(credentials.secret) > _MAX_CREDENTIAL_LENGTH:
+        limit = _MAX_ASSERTION_LENGTH if credentials.method == "private_key_jwt" else _MAX_CREDENTIAL_LENGTH
+        if len(credentials.client_id) > _MAX_CREDENTIAL_LENGTH or len(credentials.secret) > limit:
             raise InvalidClient("client authentication failed", detail="credentials too long")
         client = await self._registry.get(credentials.client_id)
         if client is None:

@@ -6,7 +6,16 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ClientSecret", "Client", "TokenRecord", "Grant", "IssuedToken", "CLIENT_ID_PATTERN", "is_client_id"]
+__all__ = [
+    "ClientSecret",
+    "Client",
+    "TokenRecord",
+    "Grant",
+    "IssuedToken",
+    "StoredKey",
+    "CLIENT_ID_PATTERN",
+    "is_client_id",
+]
 
 # Generated ids (URL-safe base64) and chosen ones both fit; anything else names no client.
 CLIENT_ID_PATTERN = r"[A-Za-z0-9._~-]{1,128}"
@@ -39,6 +48,7 @@ class Client:
     access_token_ttl: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     disabled: bool = False
+    tokens_revoked_at: int | None = None  # every token issued at or before this time is revoked
     created_at: int = 0
     updated_at: int = 0
     jwks: dict[str, Any] | None = None
@@ -77,3 +87,17 @@ class Grant:
 class IssuedToken:
     access_token: str
     expires_in: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """A signing key as stored: the private JWK is sealed (see server.keys)."""
+
+    kid: str
+    generation: int
+    alg: str
+    public_jwk: dict[str, Any]
+    private_jwk: bytes
+    encryption: str
+    created_at: int
+    activates_at: int

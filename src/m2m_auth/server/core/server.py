@@ -6,6 +6,7 @@ Token endpoint with the client-credentials grant (RFC 6749 §4.4, §5; RFC 8707)
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,7 +19,8 @@ from m2m_auth.errors import (
     UnsupportedGrantType,
 )
 from m2m_auth.scopes import parse_scope
-from m2m_auth.server.core.client_auth import ClientAuthenticator
+from m2m_auth.server.core.assertions import ASSERTION_ALGS
+from m2m_auth.server.core.client_auth import METHODS, ClientAuthenticator
 from m2m_auth.server.core.clients import ClientRegistry
 from m2m_auth.server.core.clock import Clock
 from m2m_auth.server.core.events import Events
@@ -67,6 +69,11 @@ class AuthorizationServer:
         client = await self.authenticator.authenticate(request)
         if "client_credentials" not in client.grant_types:
             raise UnauthorizedClient("this client may not use the client_credentials grant")
+        mark = client.tokens_revoked_at
+        while mark is not None and self.clock.now() < mark + 1:
+            # Tokens issued in the second of a revoke-all count as revoked (`iat` has whole seconds):
+            # wait for the next second rather than hand out a token that is dead on arrival.
+            await asyncio.sleep(max(0.005, mark + 1 - self.clock.now()))
         grant = self.decide_grant(client, request)
         token_format = self.formats[client.access_token_format or self.settings.access_token_format]
         issued = await token_format.issue(grant)
@@ -165,6 +172,8 @@ class AuthorizationServer:
         client = await self.clients.get(record.client_id)
         if client is None or client.disabled:
             return None
+        if client.tokens_revoked_at is not None and record.issued_at <= client.tokens_revoked_at:
+            return None  # all of the client's tokens were revoked; JWTs are not stored, so this is how
         return record, client
 
     # --- revocation (RFC 7009) ---------------------------------------------------------------
@@ -194,17 +203,21 @@ class AuthorizationServer:
 
     def metadata(self) -> dict[str, Any]:
         issuer = self.settings.issuer
-        auth_methods = ["client_secret_basic", "client_secret_post"]
+        methods, algs = list(METHODS), list(ASSERTION_ALGS)
         return {
             "issuer": issuer,
             "token_endpoint": f"{issuer}/oauth/token",
             "introspection_endpoint": f"{issuer}/oauth/introspect",
             "revocation_endpoint": f"{issuer}/oauth/revoke",
+            "jwks_uri": f"{issuer}/oauth/jwks.json",
             "grant_types_supported": ["client_credentials"],
             "response_types_supported": [],
-            "token_endpoint_auth_methods_supported": auth_methods,
-            "introspection_endpoint_auth_methods_supported": auth_methods,
-            "revocation_endpoint_auth_methods_supported": auth_methods,
+            "token_endpoint_auth_methods_supported": methods,
+            "token_endpoint_auth_signing_alg_values_supported": algs,
+            "introspection_endpoint_auth_methods_supported": methods,
+            "introspection_endpoint_auth_signing_alg_values_supported": algs,
+            "revocation_endpoint_auth_methods_supported": methods,
+            "revocation_endpoint_auth_signing_alg_values_supported": algs,
         }
 
     # -----------------------------------------------------------------------------------------

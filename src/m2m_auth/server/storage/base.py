@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from m2m_auth.errors import TemporarilyUnavailable
-from m2m_auth.server.core.models import Client, TokenRecord
+from m2m_auth.server.core.models import Client, StoredKey, TokenRecord
 
-__all__ = ["StorageUnavailable", "ClientStore", "TokenStore", "StateStore", "Storage"]
+__all__ = ["StorageUnavailable", "ClientStore", "TokenStore", "JtiStore", "KeyStore", "StateStore", "Storage"]
 
 
 class StorageUnavailable(TemporarilyUnavailable):
@@ -50,7 +50,31 @@ class TokenStore(Protocol):
         """Mark one token revoked; with client_id, only if it belongs to that client."""
         ...
 
-    async def revoke_tokens_for_client(self, client_id: str, now: int) -> int: ...
+    async def revoke_tokens_for_client(self, client_id: str, now: int) -> int:
+        """Revoke every stored token of the client and mark the time, which also revokes its JWTs."""
+        ...
+
+
+class JtiStore(Protocol):
+    """State that JWTs need although they are not stored: the revocation deny list, used assertions."""
+
+    async def revoke_jti(self, jti: str, client_id: str, now: int, expires_at: int) -> bool:
+        """Add to the deny list; False if it was there already."""
+        ...
+
+    async def jti_revoked_at(self, jti: str) -> int | None: ...
+
+    async def use_assertion(self, client_id: str, jti: str, expires_at: int) -> bool:
+        """Record a client assertion's jti; False if it was used before (a replay)."""
+        ...
+
+
+class KeyStore(Protocol):
+    async def list_keys(self) -> list[StoredKey]: ...
+
+    async def add_key(self, key: StoredKey) -> bool:
+        """Insert; False if that generation exists (another replica created it first)."""
+        ...
 
 
 class StateStore(Protocol):
@@ -63,7 +87,7 @@ class StateStore(Protocol):
     async def put_state(self, key: str, value: str) -> None: ...
 
 
-class Storage(ClientStore, TokenStore, StateStore, Protocol):
+class Storage(ClientStore, TokenStore, JtiStore, KeyStore, StateStore, Protocol):
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...

@@ -12,13 +12,21 @@ from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from m2m_auth.server.core.models import Client, ClientSecret, TokenRecord
+from m2m_auth.server.core.models import Client, ClientSecret, StoredKey, TokenRecord
 from m2m_auth.server.storage.base import StorageUnavailable
 from m2m_auth.server.storage.sql.batch import Batcher
 from m2m_auth.server.storage.sql.engine import create_engine
-from m2m_auth.server.storage.sql.tables import client_secrets, clients, server_state, tokens
+from m2m_auth.server.storage.sql.tables import (
+    client_secrets,
+    clients,
+    revoked_jtis,
+    server_state,
+    signing_keys,
+    tokens,
+    used_assertions,
+)
 
 __all__ = ["SqlStorage"]
 
@@ -58,6 +66,7 @@ class SqlStorage:
         self.engine = engine
         self._token_writes: Batcher[dict[str, Any], None] = Batcher(self._insert_tokens)
         self._token_reads: Batcher[bytes, TokenRecord | None] = Batcher(self._select_tokens)
+        self._jti_reads: Batcher[str, int | None] = Batcher(self._select_revoked_jtis)
 
     @classmethod
     def from_url(cls, url: str, **engine_options: Any) -> SqlStorage:
@@ -123,7 +132,7 @@ class SqlStorage:
             if result.rowcount == 0:
                 return None
             if changes.get("disabled"):
-                await conn.execute(_revoke_all(client_id, now))
+                await _revoke_all(conn, client_id, now)
         return await self.get_client(client_id)
 
     @_unavailable_on_outage
@@ -210,8 +219,82 @@ class SqlStorage:
     @_unavailable_on_outage
     async def revoke_tokens_for_client(self, client_id: str, now: int) -> int:
         async with self.engine.begin() as conn:
-            result = await conn.execute(_revoke_all(client_id, now))
-        return int(result.rowcount)
+            return await _revoke_all(conn, client_id, now)
+
+    # --- JWT state: deny list, used assertions, signing keys --------------------------------
+
+    @_unavailable_on_outage
+    async def revoke_jti(self, jti: str, client_id: str, now: int, expires_at: int) -> bool:
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    insert(revoked_jtis).values(jti=jti, client_id=client_id, revoked_at=now, expires_at=expires_at)
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    async def jti_revoked_at(self, jti: str) -> int | None:
+        """Concurrent deny-list checks share one query, like token lookups."""
+        return await self._jti_reads.submit(jti)
+
+    @_unavailable_on_outage
+    async def _select_revoked_jtis(self, jtis: list[str]) -> list[int | None]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(revoked_jtis.c.jti, revoked_jtis.c.revoked_at).where(revoked_jtis.c.jti.in_(set(jtis)))
+                )
+            ).all()
+        found = {row.jti: int(row.revoked_at) for row in rows}
+        return [found.get(jti) for jti in jtis]
+
+    @_unavailable_on_outage
+    async def use_assertion(self, client_id: str, jti: str, expires_at: int) -> bool:
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(used_assertions).values(client_id=client_id, jti=jti, expires_at=expires_at))
+        except IntegrityError:
+            return False
+        return True
+
+    @_unavailable_on_outage
+    async def list_keys(self) -> list[StoredKey]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(signing_keys).order_by(signing_keys.c.generation))).all()
+        return [
+            StoredKey(
+                kid=row.kid,
+                generation=row.generation,
+                alg=row.alg,
+                public_jwk=dict(row.public_jwk),
+                private_jwk=bytes(row.private_jwk),
+                encryption=row.encryption,
+                created_at=row.created_at,
+                activates_at=row.activates_at,
+            )
+            for row in rows
+        ]
+
+    @_unavailable_on_outage
+    async def add_key(self, key: StoredKey) -> bool:
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    insert(signing_keys).values(
+                        kid=key.kid,
+                        generation=key.generation,
+                        alg=key.alg,
+                        public_jwk=key.public_jwk,
+                        private_jwk=key.private_jwk,
+                        encryption=key.encryption,
+                        created_at=key.created_at,
+                        activates_at=key.activates_at,
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
 
     @_unavailable_on_outage
     async def count_tokens(self, now: int) -> dict[str, int]:
@@ -245,12 +328,15 @@ class SqlStorage:
                 await conn.execute(insert(server_state).values(key=key, value=value))
 
 
-def _revoke_all(client_id: str, now: int) -> Any:
-    return (
+async def _revoke_all(conn: AsyncConnection, client_id: str, now: int) -> int:
+    """Stored tokens get their revocation time; the client's mark covers the JWTs, which are not stored."""
+    await conn.execute(update(clients).where(clients.c.client_id == client_id).values(tokens_revoked_at=now))
+    result = await conn.execute(
         update(tokens)
         .where(tokens.c.client_id == client_id, tokens.c.revoked_at.is_(None), tokens.c.expires_at > now)
         .values(revoked_at=now)
     )
+    return int(result.rowcount)
 
 
 def _client_values(client: Client) -> dict[str, Any]:
@@ -284,6 +370,7 @@ def _client(row: Row[Any], secret_rows: Any) -> Client:
         access_token_ttl=row.access_token_ttl,
         metadata=dict(row._mapping["metadata"]),
         disabled=bool(row.disabled),
+        tokens_revoked_at=row.tokens_revoked_at,
         created_at=row.created_at,
         updated_at=row.updated_at,
         jwks=row.jwks,

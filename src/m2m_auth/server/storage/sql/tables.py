@@ -17,7 +17,16 @@ from sqlalchemy import (
     Text,
 )
 
-__all__ = ["metadata", "clients", "client_secrets", "tokens", "server_state"]
+__all__ = [
+    "metadata",
+    "clients",
+    "client_secrets",
+    "tokens",
+    "server_state",
+    "signing_keys",
+    "revoked_jtis",
+    "used_assertions",
+]
 
 metadata = MetaData(
     naming_convention={
@@ -43,6 +52,8 @@ clients = Table(
     Column("jwks", JSON, nullable=True),
     Column("jwks_uri", Text, nullable=True),
     Column("disabled", Boolean, nullable=False, default=False),
+    # JWTs are not stored: revoking all of a client's tokens revokes every JWT issued at or before this time.
+    Column("tokens_revoked_at", BigInteger, nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
 )
@@ -78,4 +89,40 @@ server_state = Table(
     metadata,
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+# Signing keys for JWT access tokens. `generation` orders them and is unique, so replicas that
+# create the next key at the same moment agree on one; the private JWK is encrypted at rest.
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("generation", Integer, nullable=False, unique=True),
+    Column("alg", String(16), nullable=False),
+    Column("public_jwk", JSON, nullable=False),
+    Column("private_jwk", LargeBinary, nullable=False),
+    Column("encryption", String(16), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("activates_at", BigInteger, nullable=False),
+)
+
+# The deny list of revoked JWT access tokens, kept until the token would have expired anyway.
+revoked_jtis = Table(
+    "revoked_jtis",
+    metadata,
+    Column("jti", String(128), primary_key=True),
+    Column("client_id", String(128), nullable=False),
+    Column("revoked_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Index(None, "expires_at"),
+)
+
+# private_key_jwt assertions already used (RFC 7523 §3: jti single use), until they expire.
+used_assertions = Table(
+    "used_assertions",
+    metadata,
+    Column("client_id", String(128), primary_key=True),
+    Column("jti", String(256), primary_key=True),
+    Column("expires_at", BigInteger, nullable=False),
+    Index(None, "expires_at"),
 )
