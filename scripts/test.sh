@@ -10,6 +10,15 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[server,postgres,test]'
 
+# Node's `jose` for the interop tests (tests/interop/node, exact versions from its lock file).
+# Without Node those tests skip, except in CI, where a missing npm fails the run here.
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+  npm ci --prefix tests/interop/node --no-audit --no-fund
+elif [ "${CI:-}" = "true" ]; then
+  echo "scripts/test.sh: node and npm are needed for tests/interop/node (Node 20 or later)" >&2
+  exit 1
+fi
+
 # PostgreSQL from Debian's packages, when its binaries are missing. The tests start a
 # throw-away cluster of their own (as the postgres user when run as root) and stop it.
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then

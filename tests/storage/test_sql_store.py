@@ -113,7 +113,7 @@ def test_disabling_a_client_revokes_its_live_tokens_in_the_same_change(
         assert updated is not None and updated.disabled
         assert (await storage.find_token(live.digest)).revoked_at == 100  # type: ignore[union-attr]
         assert (await storage.find_token(expired.digest)).revoked_at is None  # type: ignore[union-attr]
-        assert await storage.delete_client("svc") is True
+        assert await storage.delete_client("svc", now=200) is True
         assert await storage.find_token(live.digest) is None
         assert await storage.get_client("svc") is None
         await storage.close()

@@ -7,6 +7,7 @@ cannot turn this server into a request flood against the client's host.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -32,11 +33,15 @@ class _Entry:
     keys: list[dict[str, Any]]
     fetched_at: float
     attempted_at: float
+    kid_refetched_at: float = float("-inf")
 
 
 class ClientJwks:
-    def __init__(self, http: httpx.AsyncClient, clock: Clock, cache_ttl: float) -> None:
+    def __init__(self, http: httpx.AsyncClient, clock: Clock, cache_ttl: float, timeout: float | None = None) -> None:
         self._http = http
+        # A deadline for the whole fetch: httpx's timeout bounds each read, so a host trickling bytes
+        # could hold a request (and a pooled connection) for hours.
+        self._timeout = timeout
         self._clock = clock
         self._ttl = cache_ttl
         self._cache: dict[str, _Entry] = {}
@@ -54,7 +59,11 @@ class ClientJwks:
         stale = now - entry.fetched_at >= self._ttl
         unknown_kid = kid is not None and all(k.get("kid") != kid for k in entry.keys)
         since_attempt = now - entry.attempted_at
-        if (stale and since_attempt >= _FAILURE_BACKOFF) or (unknown_kid and since_attempt >= _REFETCH_INTERVAL):
+        # A client that rotated its key is picked up at once; forged kids get one fetch a minute.
+        refetch = not stale and unknown_kid and now - entry.kid_refetched_at >= _REFETCH_INTERVAL and since_attempt >= 1
+        if (stale and since_attempt >= _FAILURE_BACKOFF) or refetch:
+            if refetch:
+                entry.kid_refetched_at = now
             entry.attempted_at = now
             fetched = await self._fetch(entry.uri)
             if fetched is not None:
@@ -63,7 +72,10 @@ class ClientJwks:
 
     async def _fetch(self, uri: str) -> list[dict[str, Any]] | None:
         try:
-            async with self._http.stream("GET", uri, headers={"Accept": "application/json"}) as response:
+            async with (
+                asyncio.timeout(self._timeout),
+                self._http.stream("GET", uri, headers={"Accept": "application/json"}) as response,
+            ):
                 if response.status_code != 200:
                     log.warning("jwks_uri %s answered %d", uri, response.status_code)
                     return None
@@ -74,7 +86,7 @@ class ClientJwks:
                         log.warning("jwks_uri %s sent more than %d bytes", uri, MAX_JWKS_BYTES)
                         return None
             document = json.loads(body)
-        except (httpx.HTTPError, ValueError) as exc:
+        except (httpx.HTTPError, ValueError, TimeoutError) as exc:
             log.warning("jwks_uri %s could not be fetched: %s", uri, type(exc).__name__)
             return None
         keys = document.get("keys") if isinstance(document, dict) else None

@@ -103,7 +103,7 @@ class AdminService:
         return updated
 
     async def delete_client(self, client_id: str) -> None:
-        deleted = await self._storage.delete_client(_known_shape(client_id))
+        deleted = await self._storage.delete_client(_known_shape(client_id), self._now())
         self._server.clients.invalidate(client_id)
         if not deleted:
             raise NotFound(f"no client {client_id[:128]!r}")
@@ -173,8 +173,8 @@ class AdminService:
         if shape is None:
             reasons.append(
                 "not a token of this server: it does not have the shape of its tokens "
-                f"(opaque tokens start with {self._settings.token_prefix!r}); was it issued by another server, "
-                "or cut short when copied?"
+                f"(opaque tokens start with {self._settings.token_prefix!r}, JWTs with 'eyJ'); was it issued by "
+                "another server, or cut short when copied?"
             )
             return {**report, "reasons": reasons}
         record = await self._server.lookup(token)
@@ -182,6 +182,10 @@ class AdminService:
             reasons.append(
                 "unknown to this server: never issued here, issued by another deployment with another database, "
                 "or its client was deleted"
+                if shape == "opaque"
+                else "its signature does not verify with a published key of this server, or its header or claims are "
+                "not those of this server's access tokens (typ at+jwt, iss): signed elsewhere, tampered with, or "
+                "signed by a key retired long ago"
             )
             return {**report, "reasons": reasons}
         client = await self._storage.get_client(record.client_id)
@@ -198,7 +202,10 @@ class AdminService:
             revoked_at=record.revoked_at,
         )
         if record.revoked_at is not None:
-            reasons.append(f"revoked at {record.revoked_at}")
+            whole_client = client is not None and client.tokens_revoked_at == record.revoked_at
+            reasons.append(
+                f"revoked at {record.revoked_at}" + (", with all of its client's tokens" if whole_client else "")
+            )
         if now >= record.expires_at:
             reasons.append(f"expired {now - record.expires_at} s ago (at {record.expires_at})")
         if client is None:

@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             registry = ClientRegistry(storage, clock, settings.client_cache_ttl)
             secret_verifier = SecretVerifier(clock)
             assertion_verifier = AssertionVerifier(
-                ClientJwks(http, clock, settings.jwks_uri_cache_ttl),
+                ClientJwks(http, clock, settings.jwks_uri_cache_ttl, settings.jwks_uri_timeout),
                 storage,
                 clock,
                 assertion_audiences(settings.issuer),

@@ -75,7 +75,7 @@ class AssertionVerifier:
         except (JoseError, ValueError, UnicodeError, binascii.Error):
             raise _refused("malformed client assertion") from None
         alg = header.get("alg")
-        if alg not in _KEY_TYPE:
+        if not isinstance(alg, str) or alg not in _KEY_TYPE:  # a JSON array or object is unhashable
             raise _refused(f"client assertion algorithm {str(alg)[:20]!r} is not allowed")
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):

@@ -169,11 +169,11 @@ class AuthorizationServer:
         record = await self.lookup(token)
         if record is None or not record.active(self.clock.now()):
             return None
+        # Revocation is in the record itself (opaque rows, the JWT deny list), read from the database
+        # on every lookup, so it applies on every replica at once; the client may come from the cache.
         client = await self.clients.get(record.client_id)
         if client is None or client.disabled:
             return None
-        if client.tokens_revoked_at is not None and record.issued_at <= client.tokens_revoked_at:
-            return None  # all of the client's tokens were revoked; JWTs are not stored, so this is how
         return record, client
 
     # --- revocation (RFC 7009) ---------------------------------------------------------------

@@ -30,8 +30,8 @@ class ClientStore(Protocol):
         """Apply changes; disabling also revokes the client's live tokens in the same transaction."""
         ...
 
-    async def delete_client(self, client_id: str) -> bool:
-        """Remove the client, its secrets and its tokens."""
+    async def delete_client(self, client_id: str, now: int) -> bool:
+        """Remove the client, its secrets and its tokens; its JWTs stay revoked should the id be registered again."""
         ...
 
     async def add_secret(self, client_id: str, digest: bytes, now: int, previous_expire_at: int) -> bool:
@@ -62,7 +62,9 @@ class JtiStore(Protocol):
         """Add to the deny list; False if it was there already."""
         ...
 
-    async def jti_revoked_at(self, jti: str) -> int | None: ...
+    async def revoked_at(self, jti: str, client_id: str, issued_at: int) -> int | None:
+        """When a JWT was revoked: by its jti, or with all of its client's tokens issued up to then."""
+        ...
 
     async def use_assertion(self, client_id: str, jti: str, expires_at: int) -> bool:
         """Record a client assertion's jti; False if it was used before (a replay)."""

@@ -77,7 +77,8 @@ class JWTFormat:
         except (JoseError, ValueError, binascii.Error):
             return None
         kid = header.get("kid")
-        if header.get("typ") not in AT_JWT_TYPES or not isinstance(kid, str) or len(kid) > 64:
+        typ = header.get("typ")
+        if not isinstance(typ, str) or typ not in AT_JWT_TYPES or not isinstance(kid, str) or len(kid) > 64:
             return None
         key = await self._keys.verification_key(kid)
         if key is None or header.get("alg") != key.alg:
@@ -102,7 +103,7 @@ class JWTFormat:
             audience=(audience,) if isinstance(audience, str) else tuple(audience),
             issued_at=claims["iat"],
             expires_at=claims["exp"],
-            revoked_at=await self._store.jti_revoked_at(claims["jti"]),
+            revoked_at=await self._store.revoked_at(claims["jti"], claims["client_id"], claims["iat"]),
         )
 
     async def revoke(self, token: str, client_id: str | None, now: int) -> bool:

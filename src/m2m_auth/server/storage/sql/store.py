@@ -66,7 +66,7 @@ class SqlStorage:
         self.engine = engine
         self._token_writes: Batcher[dict[str, Any], None] = Batcher(self._insert_tokens)
         self._token_reads: Batcher[bytes, TokenRecord | None] = Batcher(self._select_tokens)
-        self._jti_reads: Batcher[str, int | None] = Batcher(self._select_revoked_jtis)
+        self._jti_reads: Batcher[tuple[str, str, int], int | None] = Batcher(self._select_revocations)
 
     @classmethod
     def from_url(cls, url: str, **engine_options: Any) -> SqlStorage:
@@ -136,11 +136,13 @@ class SqlStorage:
         return await self.get_client(client_id)
 
     @_unavailable_on_outage
-    async def delete_client(self, client_id: str) -> bool:
+    async def delete_client(self, client_id: str, now: int) -> bool:
         async with self.engine.begin() as conn:
             await conn.execute(delete(tokens).where(tokens.c.client_id == client_id))
             await conn.execute(delete(client_secrets).where(client_secrets.c.client_id == client_id))
             result = await conn.execute(delete(clients).where(clients.c.client_id == client_id))
+            if result.rowcount:
+                await _deny_client_jwts(conn, client_id, now)
         return bool(result.rowcount)
 
     @_unavailable_on_outage
@@ -234,20 +236,25 @@ class SqlStorage:
             return False
         return True
 
-    async def jti_revoked_at(self, jti: str) -> int | None:
+    async def revoked_at(self, jti: str, client_id: str, issued_at: int) -> int | None:
         """Concurrent deny-list checks share one query, like token lookups."""
-        return await self._jti_reads.submit(jti)
+        return await self._jti_reads.submit((jti, client_id, issued_at))
 
     @_unavailable_on_outage
-    async def _select_revoked_jtis(self, jtis: list[str]) -> list[int | None]:
+    async def _select_revocations(self, queries: list[tuple[str, str, int]]) -> list[int | None]:
+        names = {jti for jti, _, _ in queries} | {_client_mark(client_id) for _, client_id, _ in queries}
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
-                    select(revoked_jtis.c.jti, revoked_jtis.c.revoked_at).where(revoked_jtis.c.jti.in_(set(jtis)))
+                    select(revoked_jtis.c.jti, revoked_jtis.c.revoked_at).where(revoked_jtis.c.jti.in_(names))
                 )
             ).all()
         found = {row.jti: int(row.revoked_at) for row in rows}
-        return [found.get(jti) for jti in jtis]
+        results: list[int | None] = []
+        for jti, client_id, issued_at in queries:
+            mark = found.get(_client_mark(client_id))
+            results.append(found.get(jti) or (mark if mark is not None and issued_at <= mark else None))
+        return results
 
     @_unavailable_on_outage
     async def use_assertion(self, client_id: str, jti: str, expires_at: int) -> bool:
@@ -328,9 +335,27 @@ class SqlStorage:
                 await conn.execute(insert(server_state).values(key=key, value=value))
 
 
+async def _deny_client_jwts(conn: AsyncConnection, client_id: str, now: int) -> None:
+    mark = _client_mark(client_id)
+    await conn.execute(delete(revoked_jtis).where(revoked_jtis.c.jti == mark))
+    # Kept a year: longer than any token can live (the maximum TTL is bounded by that), then purged.
+    await conn.execute(
+        insert(revoked_jtis).values(jti=mark, client_id=client_id, revoked_at=now, expires_at=now + 366 * 86400)
+    )
+
+
+def _client_mark(client_id: str) -> str:
+    """The deny-list entry that revokes every JWT of a client issued up to its time (no jti has a colon)."""
+    return f"client:{client_id}"
+
+
 async def _revoke_all(conn: AsyncConnection, client_id: str, now: int) -> int:
-    """Stored tokens get their revocation time; the client's mark covers the JWTs, which are not stored."""
+    """Stored tokens get their revocation time; JWTs, which are not stored, get a deny-list entry for the client.
+
+    The client row keeps the time too, so the token endpoint does not issue tokens born revoked.
+    """
     await conn.execute(update(clients).where(clients.c.client_id == client_id).values(tokens_revoked_at=now))
+    await _deny_client_jwts(conn, client_id, now)
     result = await conn.execute(
         update(tokens)
         .where(tokens.c.client_id == client_id, tokens.c.revoked_at.is_(None), tokens.c.expires_at > now)
