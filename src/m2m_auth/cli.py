@@ -118,6 +118,32 @@ def _check_schema(database_url: str) -> None:
         )
 
 
+def _check_keys(settings: Any) -> None:
+    """The key-encryption key must open every stored signing key: say so in one line, before serving."""
+    from m2m_auth.server.keys import KeyConfigError, KeySealer
+    from m2m_auth.server.storage.sql.store import SqlStorage
+
+    kek = settings.key_encryption_key.get_secret_value() if settings.key_encryption_key else None
+
+    async def check() -> None:
+        sealer = KeySealer(kek)
+        if settings.production and not sealer.encrypting:
+            raise KeyConfigError("production mode needs M2M_AUTH_KEY_ENCRYPTION_KEY (`m2m-auth keys generate-kek`)")
+        storage = SqlStorage.from_url(settings.database_url)
+        try:
+            for stored in await storage.list_keys():
+                sealer.open(stored)
+        finally:
+            await storage.close()
+
+    try:
+        asyncio.run(check())
+    except KeyConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except Exception as exc:  # noqa: BLE001 - driver errors come in many classes
+        _fail(f"cannot read the signing keys: {type(exc).__name__}: {exc}", EXIT_UNREACHABLE)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
@@ -156,6 +182,7 @@ def serve(
         _run_migrations(settings.database_url)
     else:
         _check_schema(settings.database_url)
+    _check_keys(settings)
     uvicorn.run(
         "m2m_auth.server.asgi.app:app_from_env",
         factory=True,

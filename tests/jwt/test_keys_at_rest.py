@@ -113,6 +113,7 @@ def test_a_server_that_cannot_open_its_keys_refuses_to_start_and_changes_nothing
         proc.start()
 
     assert says in proc.log()
+    assert "Traceback" not in proc.log(), "one clear line, not a stack trace"
     assert [k.kid for k in stored_keys(sealed.database_url)] == [sealed.kid], "no key was added or replaced"
 
 
@@ -168,3 +169,22 @@ def test_production_mode_needs_a_kek(
     with pytest.raises(RuntimeError) as refused:
         server_factory(**settings)
     assert "production mode needs M2M_AUTH_KEY_ENCRYPTION_KEY" in str(refused.value)
+
+
+@sqlite_only
+def test_keys_stored_before_a_kek_was_set_are_sealed_when_one_is(
+    database_factory: Callable[[str], str], backend: str
+) -> None:
+    url = database_factory(backend)
+    plain = ServerProcess(url, issuer=ISSUER, access_token_format="jwt").start()
+    plain.stop()
+    [before] = stored_keys(url)
+    assert before.encryption == "none"
+
+    sealing = ServerProcess(url, issuer=ISSUER, key_encryption_key=generate_kek(), access_token_format="jwt").start()
+    sealing.stop()
+
+    [after] = stored_keys(url)
+    assert (after.kid, after.encryption) == (before.kid, "aes-256-gcm")
+    assert b'"d"' not in after.private_jwk
+

@@ -167,6 +167,15 @@ class KeyManager:
                 "M2M_AUTH_KEY_ENCRYPTION_KEY is not set: JWT signing keys are stored UNENCRYPTED in the database. "
                 "Anyone who reads the database can mint tokens. Set it before production."
             )
+        else:
+            # Keys stored before a key-encryption key was set are sealed now, not left readable.
+            for stored in await self._store.list_keys():
+                if stored.encryption == "none":
+                    sealed, encryption = self._sealer.seal(stored.kid, self._sealer.open(stored))
+                    await self._store.reseal_key(stored.kid, sealed, encryption)
+                    log.warning(
+                        "signing key %s was stored unencrypted: sealed it with the key-encryption key", stored.kid
+                    )
         await self.refresh()
         if not self._keys:
             await self._create(generation=1, activates_at=int(self._clock.now()))

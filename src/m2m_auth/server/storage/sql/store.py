@@ -284,6 +284,15 @@ class SqlStorage:
         ]
 
     @_unavailable_on_outage
+    async def reseal_key(self, kid: str, private_jwk: bytes, encryption: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(signing_keys)
+                .where(signing_keys.c.kid == kid)
+                .values(private_jwk=private_jwk, encryption=encryption)
+            )
+
+    @_unavailable_on_outage
     async def add_key(self, key: StoredKey) -> bool:
         try:
             async with self.engine.begin() as conn:
