@@ -187,4 +187,3 @@ def test_keys_stored_before_a_kek_was_set_are_sealed_when_one_is(
     [after] = stored_keys(url)
     assert (after.kid, after.encryption) == (before.kid, "aes-256-gcm")
     assert b'"d"' not in after.private_jwk
-
