@@ -32,5 +32,6 @@ fi
 if [ "$#" -eq 0 ]; then  # the whole run also lints; a run narrowed by arguments only tests
   .venv/bin/ruff check src tests
   .venv/bin/ruff format --check src tests
+  .venv/bin/mypy src
 fi
 exec .venv/bin/pytest "$@"

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import secrets as _random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +37,7 @@ log = logging.getLogger("m2m_auth.keys")
 PrivateKey = RSAKey | ECKey | OKPKey
 
 # Ed25519 signs as "EdDSA": the name every validator knows (RFC 9864's "Ed25519" is still new to many).
-_GENERATORS = {
+_GENERATORS: dict[str, Callable[[], PrivateKey]] = {
     "RS256": lambda: RSAKey.generate_key(2048, private=True),
     "ES256": lambda: ECKey.generate_key("P-256", private=True),
     "EdDSA": lambda: OKPKey.generate_key("Ed25519", private=True),

@@ -40,7 +40,7 @@ _MAX_METADATA_BYTES = 4096
 
 AuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
 TokenFormatName = Literal["opaque", "jwt"]
-_KEY_TYPES = {"RSA": RSAKey, "EC": ECKey, "OKP": OKPKey}
+_KEY_TYPES: dict[str, type[RSAKey] | type[ECKey] | type[OKPKey]] = {"RSA": RSAKey, "EC": ECKey, "OKP": OKPKey}
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 Audience = Annotated[StrictStr, Field(min_length=1, max_length=512)]

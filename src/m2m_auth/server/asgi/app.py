@@ -21,7 +21,7 @@ from m2m_auth.server.asgi import admin, endpoints, ops
 from m2m_auth.server.asgi.convert import error_to_response
 from m2m_auth.server.client_jwks import ClientJwks
 from m2m_auth.server.core.assertions import AssertionVerifier, assertion_audiences
-from m2m_auth.server.core.client_auth import SECRET_METHODS, ClientAuthenticator, SecretVerifier
+from m2m_auth.server.core.client_auth import SECRET_METHODS, ClientAuthenticator, SecretVerifier, Verifier
 from m2m_auth.server.core.clients import ClientRegistry
 from m2m_auth.server.core.clock import Clock, SystemClock
 from m2m_auth.server.core.formats.jwt import JWTFormat
@@ -78,7 +78,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 assertion_audiences(settings.issuer),
                 settings.max_assertion_lifetime,
             )
-            verifiers = {**{m: secret_verifier for m in SECRET_METHODS}, "private_key_jwt": assertion_verifier}
+            verifiers: dict[str, Verifier] = {m: secret_verifier for m in SECRET_METHODS}
+            verifiers["private_key_jwt"] = assertion_verifier
             server = AuthorizationServer(
                 settings=settings,
                 clients=registry,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import binascii
 import json
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from joserfc import jws, jwt
@@ -33,7 +34,11 @@ JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 # Ed25519 signatures are named "EdDSA" by most clients and "Ed25519" by RFC 9864 (joserfc 1.8): accept both.
 _KEY_TYPE = {"RS256": "RSA", "PS256": "RSA", "ES256": "EC", "EdDSA": "OKP", "Ed25519": "OKP"}
 ASSERTION_ALGS = tuple(_KEY_TYPE)
-_IMPORT = {"RSA": RSAKey.import_key, "EC": ECKey.import_key, "OKP": OKPKey.import_key}
+_IMPORT: dict[str, Callable[[dict[str, Any]], RSAKey | ECKey | OKPKey]] = {
+    "RSA": RSAKey.import_key,
+    "EC": ECKey.import_key,
+    "OKP": OKPKey.import_key,
+}
 _LEEWAY = 30
 
 

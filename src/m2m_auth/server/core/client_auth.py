@@ -21,7 +21,15 @@ from m2m_auth.server.core.clock import Clock
 from m2m_auth.server.core.messages import OAuthRequest
 from m2m_auth.server.core.models import Client, is_client_id
 
-__all__ = ["Credentials", "extract_credentials", "ClientAuthenticator", "SecretVerifier", "SECRET_METHODS", "METHODS"]
+__all__ = [
+    "Credentials",
+    "extract_credentials",
+    "ClientAuthenticator",
+    "SecretVerifier",
+    "SECRET_METHODS",
+    "METHODS",
+    "Verifier",
+]
 
 log = logging.getLogger("m2m_auth.client_auth")
 

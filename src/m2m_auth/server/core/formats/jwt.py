@@ -28,9 +28,14 @@ _MAX_LENGTH = 8192
 
 
 class _Key(Protocol):
-    kid: str
-    alg: str
-    key: Any
+    @property
+    def kid(self) -> str: ...
+
+    @property
+    def alg(self) -> str: ...
+
+    @property
+    def key(self) -> Any: ...
 
 
 class Keys(Protocol):
@@ -119,5 +124,5 @@ def _well_formed(claims: dict[str, Any]) -> bool:
         all(isinstance(claims.get(name), str) and claims[name] for name in ("client_id", "jti"))
         and isinstance(claims.get("scope"), str)
         and all(type(claims.get(name)) is int for name in ("exp", "iat"))
-        and (isinstance(aud, str) or (isinstance(aud, list) and aud and all(isinstance(a, str) for a in aud)))
+        and (isinstance(aud, str) or (isinstance(aud, list) and bool(aud) and all(isinstance(a, str) for a in aud)))
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import delete, func, insert, select, text, update
@@ -38,7 +38,7 @@ T = TypeVar("T")
 _OUTAGE = (OperationalError, InterfaceError, PoolTimeout, OSError, asyncio.TimeoutError, ConnectionError)
 
 
-def _unavailable_on_outage(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+def _unavailable_on_outage(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
