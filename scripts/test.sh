@@ -10,12 +10,14 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[server,postgres,test]'
 
-# Node's `jose` for the interop tests (tests/interop/node, exact versions from its lock file).
+# Node's `jose` for the interop tests (tests/interop/node) and Express for the Node resource server
+# that scripts/e2e_local.sh runs (examples/resource-server-node), exact versions from their lock files.
 # Without Node those tests skip, except in CI, where a missing npm fails the run here.
 if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
   npm ci --prefix tests/interop/node --no-audit --no-fund
+  npm ci --prefix examples/resource-server-node --no-audit --no-fund
 elif [ "${CI:-}" = "true" ]; then
-  echo "scripts/test.sh: node and npm are needed for tests/interop/node (Node 20 or later)" >&2
+  echo "scripts/test.sh: node and npm are needed for tests/interop/node and examples/resource-server-node (Node 20 or later)" >&2
   exit 1
 fi
 
