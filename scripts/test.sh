@@ -23,12 +23,18 @@ fi
 
 # PostgreSQL from Debian's packages, when its binaries are missing. The tests start a
 # throw-away cluster of their own (as the postgres user when run as root) and stop it.
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
-  echo "scripts/test.sh: installing PostgreSQL from Debian's packages" >&2
+# curl drives scripts/e2e_local.sh; iproute2 gives it a network namespace per service.
+missing=""
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing="$missing postgresql"
+command -v curl >/dev/null 2>&1 || missing="$missing curl"
+command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
+if [ -n "$missing" ]; then
+  echo "scripts/test.sh: installing from Debian's packages:$missing" >&2
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+  # shellcheck disable=SC2086 # one word per package
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
 fi
 
 if [ "$#" -eq 0 ]; then  # the whole run also lints; a run narrowed by arguments only tests

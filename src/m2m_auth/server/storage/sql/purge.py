@@ -7,7 +7,8 @@ row exists or not; a revoked one keeps its row until it would have expired), so 
 - in bounded batches, one short transaction each, oldest first on the expiry index, with a pause
   after each full batch so that issuance and introspection keep their latency (no table lock);
 - PostgreSQL: `ctid = ANY(ARRAY(SELECT ctid ... LIMIT n FOR UPDATE SKIP LOCKED))`, so a purge never
-  waits on a row another transaction holds; SQLite: `rowid IN (SELECT rowid ... LIMIT n)`;
+  waits on a row another transaction holds, and its commits do not wait for the WAL flush;
+  SQLite: `rowid IN (SELECT rowid ... LIMIT n)`;
 - by one replica at a time: the first to take a lock keeps it while it lives and purges every round;
   the others skip theirs. PostgreSQL: a session advisory lock on a connection of its own (released by
   the server when the process dies); SQLite: `flock` on a file beside the database (workers of one
@@ -223,6 +224,11 @@ class Purger:
         self.clock = clock or SystemClock()
         self.events: PurgeEvents = events or _NoEvents()
         self._statements = [(table.name, _batch_delete(engine, table, column)) for table, column in tables]
+        # A purge commit need not wait for its WAL flush, so it never queues issuance's commits behind
+        # it: if the database crashes first, the batch's rows come back, still expired, and go next round.
+        self._no_flush_wait = (
+            text("SET LOCAL synchronous_commit TO OFF") if engine.dialect.name == "postgresql" else None
+        )
         self._lock = _Lock(engine)
 
     async def purge(self) -> PurgeResult:
@@ -236,6 +242,8 @@ class Purger:
             while True:
                 began = time.perf_counter()
                 async with self.engine.begin() as conn:
+                    if self._no_flush_wait is not None:
+                        await conn.execute(self._no_flush_wait)
                     deleted = int((await conn.execute(statement, {"now": now, "n": self.batch_size})).rowcount)
                 batches += 1
                 removed[name] += deleted
