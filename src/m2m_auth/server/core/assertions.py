@@ -108,7 +108,8 @@ class AssertionVerifier:
         if not isinstance(jti, str) or not 0 < len(jti) <= 256:
             raise _refused("client assertion has no usable jti")
         # Single use across replicas: the database refuses a second insert of the same jti.
-        if not await self._store.use_assertion(client.client_id, jti, exp):
+        # Kept until the assertion can no longer be accepted (exp + leeway): purged any earlier, it could be replayed.
+        if not await self._store.use_assertion(client.client_id, jti, exp + _LEEWAY):
             raise _refused("client assertion replayed (jti already used)")
         return client
 
