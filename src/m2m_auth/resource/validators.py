@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, Self, runtime_checkable
 
@@ -119,7 +120,7 @@ def _check_audience(claims: Claims, expected: tuple[str, ...]) -> None:
         raise _invalid(f"wrong audience: token for {list(claims.audience)}, this service is {list(expected)}")
 
 
-class _Base:
+class _Base(ABC):
     """What both validators share: an HTTP client they may own, and the synchronous facade."""
 
     def __init__(self, http: httpx.AsyncClient | None, timeout: float) -> None:
@@ -128,8 +129,8 @@ class _Base:
         self._timeout = timeout
         self._loop_thread: LoopThread | None = None
 
-    async def verify(self, token: str) -> Claims:
-        raise NotImplementedError
+    @abstractmethod
+    async def verify(self, token: str) -> Claims: ...
 
     def verify_sync(self, token: str) -> Claims:
         """`verify()` for synchronous code (WSGI, Flask, scripts).

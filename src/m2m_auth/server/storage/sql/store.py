@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -311,13 +311,6 @@ class SqlStorage:
         except IntegrityError:
             return False
         return True
-
-    @_unavailable_on_outage
-    async def count_tokens(self, now: int) -> dict[str, int]:
-        async with self.engine.connect() as conn:
-            live = (await conn.execute(select(func.count()).where(tokens.c.expires_at > now))).scalar_one()
-            total = (await conn.execute(select(func.count()).select_from(tokens))).scalar_one()
-        return {"live_tokens": int(live), "expired_tokens": int(total) - int(live)}
 
     # --- server state ------------------------------------------------------------------------
 
