@@ -170,7 +170,7 @@ def test_scheduled_rotation_creates_and_prepublishes_the_next_key_by_itself(
     server_factory: ServerFactory, opened: Callable[[ServerProcess], Api]
 ) -> None:
     proc = server_factory(
-        key_rotation_interval=4, key_prepublish=2, jwks_max_age=1, key_refresh_interval=0.5, access_token_format="jwt"
+        key_rotation_interval=8, key_prepublish=5, jwks_max_age=1, key_refresh_interval=0.5, access_token_format="jwt"
     )
     api = opened(proc)
     client = api.create_client(audience=[API_A])

@@ -118,6 +118,7 @@ class KeyManager:
         self._successor_start: dict[str, int | None] = {}
         self._loaded_at = 0.0
         self._refresh_lock = asyncio.Lock()
+        self._soon: set[asyncio.Task[None]] = set()
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -193,6 +194,18 @@ class KeyManager:
                 key.kid: min((k.activates_at for k in keys[i + 1 :]), default=None) for i, key in enumerate(keys)
             }
             self._loaded_at = self._clock.now()
+
+    def refresh_soon(self) -> None:
+        """Reload in the background: another replica announced a key change (see storage.sql.changes)."""
+        task = asyncio.get_running_loop().create_task(self._refresh_logged())
+        self._soon.add(task)
+        task.add_done_callback(self._soon.discard)
+
+    async def _refresh_logged(self) -> None:
+        try:
+            await self.refresh()
+        except Exception as exc:  # noqa: BLE001 - the maintenance loop retries; a notice must not crash anything
+            log.warning("signing-key reload after a change notice failed: %s", type(exc).__name__)
 
     async def rotate(self, delay: int = 0) -> SigningKey:
         """A new key that signs after `delay` seconds (0: at once, the emergency case)."""

@@ -81,7 +81,11 @@ class Settings(BaseSettings):
         3600, ge=0, description="Seconds a rotated client secret keeps working when the request names no grace period."
     )
     client_cache_ttl: float = Field(
-        5.0, ge=0, description="Seconds a client record is cached in each process (changes made here apply at once)."
+        5.0,
+        ge=0,
+        description="Seconds a client record is cached in each process. Changes apply at once in the process that "
+        "made them and, on PostgreSQL, in every other replica through LISTEN/NOTIFY; the TTL bounds staleness only "
+        "while a replica's notification connection is down, or between `--workers` on SQLite.",
     )
     max_body_size: int = Field(65536, ge=1024, description="Largest request body accepted, in bytes (413 above).")
     db_pool_size: int = Field(10, ge=1, description="Connections per process to PostgreSQL.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import httpx
@@ -30,6 +30,7 @@ from m2m_auth.server.core.server import AuthorizationServer
 from m2m_auth.server.keys import KeyManager, KeySealer
 from m2m_auth.server.settings import Settings
 from m2m_auth.server.storage import migrate
+from m2m_auth.server.storage.sql import changes
 from m2m_auth.server.storage.sql.engine import redact
 from m2m_auth.server.storage.sql.purge import Purger
 from m2m_auth.server.storage.sql.store import SqlStorage
@@ -99,6 +100,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             app.state.admin = AdminService(storage, server, settings, keys)
             app.state.admin_digest = await ensure_admin_token(storage, settings)
             app.state.metrics = metrics
+            # Client and key changes made on other replicas reach the caches through the database.
+            feed = changes.ChangeListener(storage.engine, _invalidator(registry, keys), events=metrics)
+            app.state.change_feed = feed
+            background.append(asyncio.create_task(feed.run_forever(), name="change-feed"))
             background.append(
                 asyncio.create_task(
                     purger.run_forever(settings.purge_interval, enabled=settings.purge_enabled), name="purge"
@@ -138,6 +143,19 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     )
     app.router.redirect_slashes = False  # `/oauth/token/` is not an endpoint: 404, not a redirect built from Host
     return app
+
+
+def _invalidator(registry: ClientRegistry, keys: KeyManager) -> Callable[[str], None]:
+    def on_change(topic: str) -> None:
+        if topic == changes.ALL:
+            registry.invalidate()
+            keys.refresh_soon()
+        elif topic == changes.KEYS:
+            keys.refresh_soon()
+        elif topic.startswith(changes.CLIENT_PREFIX):
+            registry.invalidate(topic.removeprefix(changes.CLIENT_PREFIX))
+
+    return on_change
 
 
 def _secret(value: SecretStr | None) -> str | None:

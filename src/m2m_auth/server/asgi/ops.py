@@ -69,6 +69,14 @@ class Metrics(Events):
         )  # fmt: skip
         for result in ("purged", "skipped", "failed"):
             self.purge_rounds.labels(result)
+        # Cache invalidation between replicas (storage.sql.changes); 0 while disconnected or on SQLite.
+        self.change_feed_up = Gauge(
+            "m2m_auth_change_feed_connected", "1 while this replica hears other replicas' changes (PostgreSQL)",
+            registry=self.registry,
+        )  # fmt: skip
+        self.changes_received = Counter(
+            "m2m_auth_change_notifications", "Change notifications received from the database", registry=self.registry
+        )
 
     def token_issued(self, client_id: str, token_format: str) -> None:
         self.tokens_issued.labels(token_format).inc()
@@ -97,6 +105,12 @@ class Metrics(Events):
 
     def live_tokens(self, count: int) -> None:
         self.live_token_count.set(count)
+
+    def change_feed_connected(self, connected: bool) -> None:
+        self.change_feed_up.set(1 if connected else 0)
+
+    def change_received(self) -> None:
+        self.changes_received.inc()
 
     def instrument(
         self, route: str, endpoint: Callable[[Request], Awaitable[Response]]

@@ -14,8 +14,9 @@ _MAX_ENTRIES = 10_000
 class ClientRegistry:
     """Clients are read on every token and introspection request; they change rarely.
 
-    Changes made through this process invalidate at once; changes made by another replica
-    are seen after `ttl` seconds at most (and at once for secrets: see `get(fresh=True)`).
+    Changes made through this process invalidate at once; changes made by another replica arrive
+    as notifications (storage.sql.changes, PostgreSQL) and otherwise after `ttl` seconds at most
+    (a secret unknown to the cache is re-read at once: see `get(fresh=True)`).
     """
 
     def __init__(self, store: ClientStore, clock: Clock, ttl: float) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from m2m_auth.server.core.models import Client, ClientSecret, StoredKey, TokenRecord
 from m2m_auth.server.storage.base import StorageUnavailable
 from m2m_auth.server.storage.sql.batch import Batcher
+from m2m_auth.server.storage.sql.changes import KEYS, announce, client_topic
 from m2m_auth.server.storage.sql.engine import create_engine
 from m2m_auth.server.storage.sql.tables import (
     client_secrets,
@@ -133,6 +134,7 @@ class SqlStorage:
                 return None
             if changes.get("disabled"):
                 await _revoke_all(conn, client_id, now)
+            await announce(conn, client_topic(client_id))
         return await self.get_client(client_id)
 
     @_unavailable_on_outage
@@ -143,6 +145,7 @@ class SqlStorage:
             result = await conn.execute(delete(clients).where(clients.c.client_id == client_id))
             if result.rowcount:
                 await _deny_client_jwts(conn, client_id, now)
+                await announce(conn, client_topic(client_id))
         return bool(result.rowcount)
 
     @_unavailable_on_outage
@@ -163,6 +166,7 @@ class SqlStorage:
                 insert(client_secrets).values(client_id=client_id, digest=digest, created_at=now, expires_at=None)
             )
             await conn.execute(update(clients).where(clients.c.client_id == client_id).values(updated_at=now))
+            await announce(conn, client_topic(client_id))
         return True
 
     # --- tokens ----------------------------------------------------------------------------
@@ -308,6 +312,7 @@ class SqlStorage:
                         activates_at=key.activates_at,
                     )
                 )
+                await announce(conn, KEYS)
         except IntegrityError:
             return False
         return True
@@ -358,6 +363,7 @@ async def _revoke_all(conn: AsyncConnection, client_id: str, now: int) -> int:
     """
     await conn.execute(update(clients).where(clients.c.client_id == client_id).values(tokens_revoked_at=now))
     await _deny_client_jwts(conn, client_id, now)
+    await announce(conn, client_topic(client_id))
     result = await conn.execute(
         update(tokens)
         .where(tokens.c.client_id == client_id, tokens.c.revoked_at.is_(None), tokens.c.expires_at > now)

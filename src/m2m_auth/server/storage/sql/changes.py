@@ -1,0 +1,139 @@
+"""Change notifications between replicas: PostgreSQL LISTEN/NOTIFY carries cache invalidations.
+
+Every replica caches clients and signing keys. A change committed by one replica (a client
+disabled, a secret rotated, a key added) is announced in the same transaction with `pg_notify`,
+so PostgreSQL delivers it to every listener when, and only if, the transaction commits. Each
+replica listens on a connection of its own and drops the matching cache entry: a change takes
+effect everywhere within the notification's delivery time instead of a cache TTL.
+
+A listener that loses its connection cannot know what it missed: on every (re)connection it
+reports the "*" topic (drop everything). While it is disconnected, the caches' TTL bounds how
+stale they can be, as on SQLite, which has no notifications (one process, or `--workers` on one
+file: each worker falls back to the TTL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+__all__ = [
+    "ALL",
+    "APPLICATION_NAME",
+    "CHANNEL",
+    "CLIENT_PREFIX",
+    "KEYS",
+    "ChangeEvents",
+    "ChangeListener",
+    "announce",
+    "client_topic",
+]
+
+log = logging.getLogger("m2m_auth.storage")
+
+CHANNEL = "m2m_auth_changes"
+ALL = "*"
+KEYS = "keys"
+APPLICATION_NAME = "m2m-auth change listener"
+CLIENT_PREFIX = "client:"
+
+
+def client_topic(client_id: str) -> str:
+    return CLIENT_PREFIX + client_id
+
+
+async def announce(conn: AsyncConnection, topic: str) -> None:
+    """Queue a notification in the caller's transaction: delivered at its commit, dropped on rollback."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_notify(:channel, :topic)"), {"channel": CHANNEL, "topic": topic})
+
+
+class ChangeEvents(Protocol):
+    def change_feed_connected(self, connected: bool) -> None: ...
+
+    def change_received(self) -> None: ...
+
+
+class _NoEvents:
+    def change_feed_connected(self, connected: bool) -> None:
+        pass
+
+    def change_received(self) -> None:
+        pass
+
+
+class ChangeListener:
+    """Listens for changes on a dedicated connection, reconnecting for as long as it runs."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        on_change: Callable[[str], None],
+        *,
+        events: ChangeEvents | None = None,
+        check_interval: float = 5.0,
+        retry_interval: float = 1.0,
+    ) -> None:
+        self._engine = engine
+        self._on_change = on_change
+        self._events: ChangeEvents = events or _NoEvents()
+        self._check_interval = check_interval
+        self._retry_interval = retry_interval
+        self.connected = asyncio.Event()
+
+    @property
+    def supported(self) -> bool:
+        return self._engine.dialect.name == "postgresql"
+
+    async def run_forever(self) -> None:
+        if not self.supported:
+            return
+        while True:
+            try:
+                await self._listen()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure: the caches fall back to their TTL, retry
+                log.warning("change notifications interrupted, reconnecting: %s", type(exc).__name__)
+            self.connected.clear()
+            self._events.change_feed_connected(False)
+            await asyncio.sleep(self._retry_interval)
+
+    async def _listen(self) -> None:
+        conn = await self._engine.connect()
+        try:
+            raw: Any = (await conn.get_raw_connection()).driver_connection  # asyncpg's Connection
+            await raw.execute(f"SET application_name = '{APPLICATION_NAME}'")  # for operators' pg_stat_activity
+            lost = asyncio.Event()
+            raw.add_termination_listener(lambda _conn: lost.set())
+            await raw.add_listener(CHANNEL, self._received)
+            # Whatever changed before this point was not heard: drop every cached entry once.
+            self._on_change(ALL)
+            self.connected.set()
+            self._events.change_feed_connected(True)
+            while not lost.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lost.wait(), self._check_interval)
+                if not lost.is_set():
+                    # A connection can die silently (a partition, a proxy): ask it something now and then.
+                    await asyncio.wait_for(raw.fetchval("SELECT 1"), self._check_interval)
+            raise ConnectionError("listener connection closed")
+        finally:
+            # A connection with a listener never goes back to the pool; closing a broken one may fail.
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    def _received(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        self._events.change_received()
+        try:
+            self._on_change(payload)
+        except Exception:  # a consumer's bug must not stop the listener
+            log.exception("change notification handler failed")
