@@ -79,6 +79,8 @@ class Sample:
     p99_ms: float | None  # issuance p99 of the requests that ended in this sample's period
     issued: int
     load_1m: float  # the machine's load average: another job on these cores disturbs the run
+    dead_rows: int = 0  # deleted rows that vacuum has not reclaimed yet
+    autovacuums: int = 0  # autovacuum runs on tokens so far: each one reads and cleans every index
 
 
 @dataclass
@@ -265,10 +267,16 @@ async def sample_table(dsn: str, config: Config, t0: float, samples: list[Sample
                 now,
             )
             assert row is not None
+            vacuum = await conn.fetchrow(
+                "SELECT n_dead_tup, autovacuum_count FROM pg_stat_user_tables WHERE relname = 'tokens'"
+            )
             load_1m = os.getloadavg()[0]
             samples.append(
-                Sample(time.time() - t0, row["rows"], row["expired"], row["heap"], row["total"], None, 0, load_1m)
-            )
+                Sample(
+                    time.time() - t0, row["rows"], row["expired"], row["heap"], row["total"], None, 0, load_1m,
+                    vacuum["n_dead_tup"] if vacuum else 0, vacuum["autovacuum_count"] if vacuum else 0,
+                )
+            )  # fmt: skip
             if done.is_set():
                 return
             with contextlib.suppress(TimeoutError):
@@ -340,6 +348,11 @@ def analyse(config: Config, load: Load, samples: list[Sample], rounds: list[Roun
 
     by_end.sort()
     ends = [e for e, _ in by_end]
+    per_second: list[list[float]] = []  # [second, p99 ms, requests]: the tail's shape, to line up with rounds
+    for second in range(int(config.duration) + 1):
+        lo, hi = bisect.bisect_left(ends, second), bisect.bisect_left(ends, second + 1)
+        if (q := p99([lat for _, lat in by_end[lo:hi]])) is not None:
+            per_second.append([second, round(q * 1000, 2), hi - lo])
     previous = 0.0
     for s in samples:  # each sample's p99: the requests that ended since the sample before
         lo, hi = bisect.bisect_left(ends, previous), bisect.bisect_right(ends, s.t)
@@ -401,6 +414,7 @@ def analyse(config: Config, load: Load, samples: list[Sample], rounds: list[Roun
             "windows": [[round(r.start - t0, 3), round(r.end - t0, 3), r.rows] for r in rounds],
         },
         "samples": [asdict(s) for s in samples],
+        "p99_per_second": per_second,
     }
 
 

@@ -171,3 +171,18 @@ def test_the_loop_purges_again_once_the_database_is_back(tmp_path: Path) -> None
 
     asyncio.run(scenario())
     assert scalar(url, "SELECT count(*) FROM tokens") == 1
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_vacuum_never_truncates_the_purged_tables_which_would_lock_out_issuance(
+    backend: str, database_factory: Callable[[str], str]
+) -> None:
+    url = migrated(database_factory(backend))
+    options = dict(
+        query(
+            url,
+            "SELECT relname, array_to_string(reloptions, ',') FROM pg_class"
+            " WHERE relname IN ('tokens', 'revoked_jtis', 'used_assertions') AND relkind = 'r'",
+        )
+    )
+    assert options == dict.fromkeys(("tokens", "revoked_jtis", "used_assertions"), "vacuum_truncate=false")

@@ -6,8 +6,10 @@ row exists or not; a revoked one keeps its row until it would have expired), so 
 
 - in bounded batches, one short transaction each, oldest first on the expiry index, with a pause
   after each full batch so that issuance and introspection keep their latency (no table lock);
-- PostgreSQL: `ctid = ANY(ARRAY(SELECT ctid ... LIMIT n FOR UPDATE SKIP LOCKED))`, so a purge never
-  waits on a row another transaction holds, and its commits do not wait for the WAL flush;
+- PostgreSQL: `ctid = ANY(ARRAY(SELECT ctid ... LIMIT n))`, with no row lock taken first (locking
+  would write every row once more); a row another transaction changed meanwhile has a new ctid and
+  is left for the next round; its commits do not wait for the WAL flush, and vacuum does not
+  truncate these tables (migration 0003: truncation locks the table);
   SQLite: `rowid IN (SELECT rowid ... LIMIT n)`;
 - by one replica at a time: the first to take a lock keeps it while it lives and purges every round;
   the others skip theirs. PostgreSQL: a session advisory lock on a connection of its own (released by
@@ -196,7 +198,7 @@ def _batch_delete(engine: AsyncEngine, table: Table, column: Column[Any]) -> Tex
     name, expires = quote.format_table(table), quote.quote(column.name)
     candidates = f"FROM {name} WHERE {expires} <= :now ORDER BY {expires} LIMIT :n"
     if engine.dialect.name == "postgresql":
-        sql = f"DELETE FROM {name} WHERE ctid = ANY(ARRAY(SELECT ctid {candidates} FOR UPDATE SKIP LOCKED))"
+        sql = f"DELETE FROM {name} WHERE ctid = ANY(ARRAY(SELECT ctid {candidates}))"
     else:
         sql = f"DELETE FROM {name} WHERE rowid IN (SELECT rowid {candidates})"
     return text(sql)
