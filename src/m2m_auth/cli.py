@@ -1,11 +1,11 @@
 """The `m2m-auth` command line.
 
-`serve`, `migrate`, `admin-token`, `purge` and `stats` work on the database directly; every other
+`serve`, `migrate`, `admin-token`, `purge`, `stats` and `keys reseal` work on the database directly; every other
 command talks to a running server over HTTP (`--url`), so that server caches stay correct and nothing
 needs database credentials on an operator's laptop.
 
-Exit codes: 0 success; 1 the server refused, or the token is not active; 2 usage or settings error;
-3 the server or database could not be reached.
+Exit codes: 0 success; 1 the server refused, the token is not active, or `migrate --check` found the
+schema behind; 2 usage or settings error; 3 the server or database could not be reached.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn
 
@@ -53,7 +54,8 @@ AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    typer.echo(f"m2m-auth: {message}", err=True)
+    # One line: driver errors append SQL, parameters and links on lines of their own.
+    typer.echo(f"m2m-auth: {message.strip().splitlines()[0] if message.strip() else message}", err=True)
     raise typer.Exit(code)
 
 
@@ -123,10 +125,8 @@ def _check_keys(settings: Any) -> None:
     from m2m_auth.server.keys import KeyConfigError, KeySealer
     from m2m_auth.server.storage.sql.store import SqlStorage
 
-    kek = settings.key_encryption_key.get_secret_value() if settings.key_encryption_key else None
-
     async def check() -> None:
-        sealer = KeySealer(kek)
+        sealer = KeySealer.from_settings(settings)
         if settings.production and not sealer.encrypting:
             raise KeyConfigError("production mode needs M2M_AUTH_KEY_ENCRYPTION_KEY (`m2m-auth keys generate-kek`)")
         storage = SqlStorage.from_url(settings.database_url)
@@ -198,14 +198,74 @@ def serve(
     )
 
 
-@app.command("migrate")
-def migrate_command(database_url: DatabaseUrl = None) -> None:
-    """Create or upgrade the database schema."""
-    from m2m_auth.server.storage.sql.engine import redact
+def _schema_step(database_url: str, check: bool) -> str | None:
+    """Upgrade the schema (or, with `check`, only read it); the revision it is at. Driver errors propagate."""
+    from m2m_auth.server.storage import migrate
+    from m2m_auth.server.storage.sql.engine import create_engine
 
-    settings = _settings(database_url=database_url)
-    revision = _run_migrations(settings.database_url)
-    typer.echo(f"{redact(settings.database_url)} is at schema revision {revision}")
+    async def run() -> str | None:
+        engine = create_engine(database_url)
+        try:
+            if not check:
+                await migrate.upgrade(engine)
+            return await migrate.current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+@app.command("migrate")
+def migrate_command(
+    database_url: DatabaseUrl = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Change nothing: exit 0 if the schema is up to date, 1 if it is behind.")
+    ] = False,
+    wait: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds to keep retrying while the database cannot be reached (with --check: also while the schema "
+            "is behind). A Kubernetes init container waits for the migration Job with `migrate --check --wait 600`.",
+        ),
+    ] = 0,
+) -> None:
+    """Create or upgrade the database schema (concurrent runs on PostgreSQL take turns)."""
+    from m2m_auth.server.storage import migrate
+    from m2m_auth.server.storage.sql.engine import async_url, redact
+
+    url: str = _settings(database_url=database_url).database_url
+    shown = redact(url)
+    try:
+        async_url(url)
+    except ValueError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    head = migrate.head_revision()
+    deadline = time.monotonic() + wait
+    said = ""
+    while True:
+        try:
+            revision = _schema_step(url, check)
+        except ValueError as exc:
+            _fail(str(exc), EXIT_USAGE)
+        except OSError as exc:
+            problem, code = f"cannot reach the database {shown}: {exc}", EXIT_UNREACHABLE
+        except Exception as exc:  # noqa: BLE001 - driver errors come in many classes; say what failed, not the password
+            what = "reading the schema of" if check else "migration of"
+            problem, code = f"{what} {shown} failed: {type(exc).__name__}: {exc}", EXIT_UNREACHABLE
+        else:
+            if not check or revision == head:
+                typer.echo(f"{shown} is at schema revision {revision}")
+                return
+            problem = f"the database {shown} is at schema {revision or 'none'}, this server needs {head}: run `m2m-auth migrate`"
+            code = EXIT_REFUSED
+        left = deadline - time.monotonic()
+        if left <= 0:
+            _fail(problem, code)
+        if problem != said:  # one line per new reason, not one per attempt
+            typer.echo(f"m2m-auth: waiting up to {left:.0f} s more: {problem}", err=True)
+            said = problem
+        time.sleep(min(2.0, left))
 
 
 @app.command("settings")
@@ -673,6 +733,49 @@ def keys_rotate(
     """Create a new signing key; the old one stays in the JWKS until its last token expired."""
     data = _admin("POST", url, "/admin/keys/rotate", admin_token, {"delay": delay})
     _print(data, as_json, [("kid", data["kid"]), ("alg", data["alg"]), ("signs from", _when(data["activates_at"]))])
+
+
+@keys_app.command("reseal")
+def keys_reseal(database_url: DatabaseUrl = None, as_json: AsJson = False) -> None:
+    """Seal every signing key with M2M_AUTH_KEY_ENCRYPTION_KEY, opening old ones with ..._PREVIOUS.
+
+    Servers do this at start-up; run it once after changing the key-encryption key, before removing
+    M2M_AUTH_KEY_ENCRYPTION_KEY_PREVIOUS. Safe alongside running servers and other runs of itself.
+    Exit 1 if a key is still sealed with another key afterwards (a server with other keys rewrote it).
+    """
+    from m2m_auth.server.keys import KeyConfigError, KeySealer, ResealResult, reseal_keys
+    from m2m_auth.server.storage.sql.engine import redact
+    from m2m_auth.server.storage.sql.store import SqlStorage
+
+    settings = _settings(database_url=database_url)
+    url = _migrated_database(database_url)
+
+    async def run() -> ResealResult:
+        sealer = KeySealer.from_settings(settings)
+        storage = SqlStorage.from_url(url)
+        try:
+            return await reseal_keys(storage, sealer)
+        finally:
+            await storage.close()
+
+    try:
+        result = asyncio.run(run())
+    except KeyConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except Exception as exc:  # noqa: BLE001 - driver errors come in many classes; name it, show no statement
+        _fail(f"resealing the signing keys on {redact(url)} failed: {type(exc).__name__}", EXIT_UNREACHABLE)
+    data = {"resealed": result.resealed, "keys": result.total, "stale": result.stale}
+    _print(
+        data,
+        as_json,
+        [
+            ("resealed", ", ".join(result.resealed) or "none (nothing to do)"),
+            ("signing keys", result.total),
+            ("sealed with the current key", result.total - result.stale),
+        ],
+    )
+    if result.stale:
+        _fail(f"{result.stale} signing key(s) not sealed with the current key-encryption key: run again", EXIT_REFUSED)
 
 
 @keys_app.command("generate-kek")

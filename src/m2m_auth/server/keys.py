@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import secrets as _random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,16 @@ from m2m_auth.server.core.models import StoredKey
 from m2m_auth.server.settings import Settings
 from m2m_auth.server.storage.base import KeyStore
 
-__all__ = ["KeyManager", "SigningKey", "KeyConfigError", "KeySealer", "generate_kek", "PrivateKey"]
+__all__ = [
+    "KeyManager",
+    "SigningKey",
+    "KeyConfigError",
+    "KeySealer",
+    "ResealResult",
+    "reseal_keys",
+    "generate_kek",
+    "PrivateKey",
+]
 
 log = logging.getLogger("m2m_auth.keys")
 
@@ -56,22 +65,36 @@ def generate_kek() -> str:
 
 
 class KeySealer:
-    """AES-256-GCM with the key-encryption key; the kid is bound in as associated data."""
+    """AES-256-GCM with the key-encryption key; the kid is bound in as associated data.
 
-    def __init__(self, kek: str | None) -> None:
-        self._aead: AESGCM | None = None
-        if kek:
-            try:
-                raw = base64.urlsafe_b64decode(kek + "=" * (-len(kek) % 4))
-            except (binascii.Error, ValueError):
-                raw = b""
-            if len(raw) != 32:
-                raise KeyConfigError("M2M_AUTH_KEY_ENCRYPTION_KEY must be 32 bytes, base64url-encoded")
-            self._aead = AESGCM(raw)
+    Earlier key-encryption keys (`previous`) still open what they sealed, so that the key can be
+    changed: the current key seals, every key opens, and `reseal_keys` moves old seals to the current key.
+    """
+
+    def __init__(self, kek: str | None, previous: Sequence[str] = ()) -> None:
+        self._aead: AESGCM | None = _aead(kek, "M2M_AUTH_KEY_ENCRYPTION_KEY") if kek else None
+        if previous and self._aead is None:
+            raise KeyConfigError(
+                "M2M_AUTH_KEY_ENCRYPTION_KEY_PREVIOUS needs M2M_AUTH_KEY_ENCRYPTION_KEY (the key to reseal with)"
+            )
+        self._previous = [_aead(k, "M2M_AUTH_KEY_ENCRYPTION_KEY_PREVIOUS") for k in previous]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KeySealer:
+        current = settings.key_encryption_key
+        previous = settings.key_encryption_key_previous
+        return cls(
+            current.get_secret_value() if current else None,
+            [k.strip() for k in previous.get_secret_value().split(",") if k.strip()] if previous else (),
+        )
 
     @property
     def encrypting(self) -> bool:
         return self._aead is not None
+
+    @property
+    def has_previous(self) -> bool:
+        return bool(self._previous)
 
     def seal(self, kid: str, private_jwk: dict[str, Any]) -> tuple[bytes, str]:
         plaintext = json.dumps(private_jwk).encode()
@@ -81,19 +104,69 @@ class KeySealer:
         return nonce + self._aead.encrypt(nonce, plaintext, kid.encode()), "aes-256-gcm"
 
     def open(self, stored: StoredKey) -> dict[str, Any]:
+        return self.unseal(stored)[0]
+
+    def unseal(self, stored: StoredKey) -> tuple[dict[str, Any], bool]:
+        """The private JWK, and whether it is sealed as `seal` would seal it now (with the current key)."""
         if stored.encryption == "none":
-            return dict(json.loads(stored.private_jwk))
+            return dict(json.loads(stored.private_jwk)), self._aead is None
         if self._aead is None:
             raise KeyConfigError(
                 f"signing key {stored.kid} is encrypted: set M2M_AUTH_KEY_ENCRYPTION_KEY to the key it was sealed with"
             )
-        try:
-            plaintext = self._aead.decrypt(stored.private_jwk[:12], stored.private_jwk[12:], stored.kid.encode())
-        except InvalidTag:
-            raise KeyConfigError(
-                f"signing key {stored.kid} does not open with this M2M_AUTH_KEY_ENCRYPTION_KEY (wrong key?)"
-            ) from None
-        return dict(json.loads(plaintext))
+        nonce, ciphertext, kid = stored.private_jwk[:12], stored.private_jwk[12:], stored.kid.encode()
+        for i, aead in enumerate([self._aead, *self._previous]):
+            try:
+                return dict(json.loads(aead.decrypt(nonce, ciphertext, kid))), i == 0
+            except InvalidTag:
+                continue
+        tried = " nor with any M2M_AUTH_KEY_ENCRYPTION_KEY_PREVIOUS" if self._previous else ""
+        raise KeyConfigError(
+            f"signing key {stored.kid} does not open with this M2M_AUTH_KEY_ENCRYPTION_KEY{tried} (wrong key?)"
+        )
+
+
+def _aead(kek: str, name: str) -> AESGCM:
+    try:
+        raw = base64.urlsafe_b64decode(kek + "=" * (-len(kek) % 4))
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise KeyConfigError(f"{name} must be 32 bytes, base64url-encoded")  # never echo the value
+    return AESGCM(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class ResealResult:
+    resealed: list[str]  # kids this process rewrote
+    total: int  # signing keys stored
+    stale: int  # keys still not sealed with the current key-encryption key afterwards
+
+
+async def reseal_keys(store: KeyStore, sealer: KeySealer) -> ResealResult:
+    """Seal every stored signing key with the current key-encryption key (from a previous one, or from none).
+
+    Safe while other processes do the same: each rewrite replaces only the bytes it read, so of two
+    concurrent reseals one writes and the other finds its work done; every key stays readable throughout.
+    Raises KeyConfigError if a key opens with none of the configured keys, before anything is written.
+    """
+    if not sealer.encrypting:
+        raise KeyConfigError("nothing to seal with: set M2M_AUTH_KEY_ENCRYPTION_KEY (`m2m-auth keys generate-kek`)")
+    opened = [(stored, *sealer.unseal(stored)) for stored in await store.list_keys()]
+    resealed: list[str] = []
+    for stored, private_jwk, current in opened:
+        if current:
+            continue
+        sealed, encryption = sealer.seal(stored.kid, private_jwk)
+        if await store.reseal_key(stored.kid, sealed, encryption, expected=stored.private_jwk):
+            resealed.append(stored.kid)
+            before = (
+                "stored unencrypted" if stored.encryption == "none" else "sealed with a previous key-encryption key"
+            )
+            log.warning("signing key %s was %s: resealed it with the current key-encryption key", stored.kid, before)
+    keys = await store.list_keys()
+    # Another process may have rewritten a key meanwhile: count what is left, from what is stored now.
+    return ResealResult(resealed, len(keys), sum(not sealer.unseal(k)[1] for k in keys))
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,14 +243,13 @@ class KeyManager:
                 "Anyone who reads the database can mint tokens. Set it before production."
             )
         else:
-            # Keys stored before a key-encryption key was set are sealed now, not left readable.
-            for stored in await self._store.list_keys():
-                if stored.encryption == "none":
-                    sealed, encryption = self._sealer.seal(stored.kid, self._sealer.open(stored))
-                    await self._store.reseal_key(stored.kid, sealed, encryption)
-                    log.warning(
-                        "signing key %s was stored unencrypted: sealed it with the key-encryption key", stored.kid
-                    )
+            # Keys stored unencrypted, or sealed with a previous key-encryption key, are resealed now.
+            result = await reseal_keys(self._store, self._sealer)
+            if self._sealer.has_previous and not result.stale:
+                log.info(
+                    "every signing key is sealed with M2M_AUTH_KEY_ENCRYPTION_KEY: "
+                    "M2M_AUTH_KEY_ENCRYPTION_KEY_PREVIOUS is no longer needed to open them"
+                )
         await self.refresh()
         if not self._keys:
             await self._create(generation=1, activates_at=int(self._clock.now()))

@@ -78,7 +78,9 @@ class KeyStore(Protocol):
         """Insert; False if that generation exists (another replica created it first)."""
         ...
 
-    async def reseal_key(self, kid: str, private_jwk: bytes, encryption: str) -> None: ...
+    async def reseal_key(self, kid: str, private_jwk: bytes, encryption: str, *, expected: bytes) -> bool:
+        """Replace a key's sealed bytes if they are still `expected`; False if another process changed them first."""
+        ...
 
 
 class StateStore(Protocol):
