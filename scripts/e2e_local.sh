@@ -44,6 +44,7 @@ WORK=$(mktemp -d /tmp/m2m-e2e.XXXXXX)
 chmod 755 "$WORK"
 UNDO="$WORK/cleanup.sh"
 LOGS=()
+PID_auth="" PID_rs_python="" PID_rs_jwt="" PID_rs_node="" # set by start() (through eval)
 
 step() {
   CURRENT_STEP="$*"
