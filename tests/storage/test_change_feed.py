@@ -78,7 +78,7 @@ def test_a_replica_that_loses_its_listener_connection_reconnects_and_hears_chang
 ) -> None:
     a, b = (Api(r.url) for r in replicas)
     url = replicas[0].database_url
-    listeners = "SELECT pid FROM pg_stat_activity WHERE application_name = :name"
+    listeners = "SELECT pid FROM pg_stat_activity WHERE application_name = :name AND datname = current_database()"
     wait_until(lambda: len(query(url, listeners, name=APPLICATION_NAME)) == 2, "both replicas listening")
     assert metric(b.url, "m2m_auth_change_feed_connected") == 1
 

@@ -23,6 +23,12 @@ class Settings(BaseSettings):
         DEFAULT_DATABASE_URL,
         description="`sqlite:///path/file.db` (embedded default) or `postgresql://user:pass@host:port/db`.",
     )
+    database_direct_url: str | None = Field(
+        None,
+        description="PostgreSQL only: a URL that reaches the database directly when `database_url` goes through a "
+        "transaction-mode pooler (PgBouncer). Session-level features use it: the purge's advisory lock and the "
+        "LISTEN connection that carries cache invalidations between replicas. Unset: `database_url`.",
+    )
     admin_token: SecretStr | None = Field(
         None,
         description="Bootstrap admin bearer token. Unset: the server generates one on first start, "
@@ -47,6 +53,12 @@ class Settings(BaseSettings):
         description="32 random bytes, base64url: encrypts signing keys at rest (AES-256-GCM). "
         "Unset: keys are stored unencrypted, with a loud warning; refused in production mode. "
         "`m2m-auth keys generate-kek` makes one.",
+    )
+    key_encryption_key_previous: SecretStr | None = Field(
+        None,
+        description="Earlier key-encryption keys, comma-separated, for changing `M2M_AUTH_KEY_ENCRYPTION_KEY`: "
+        "they still open the signing keys they sealed, which are resealed with the current key at start-up "
+        "(or by `m2m-auth keys reseal`). Remove them once every replica runs with the new key.",
     )
     production: bool = Field(False, description="Refuse unsafe configurations (no key-encryption key) at start-up.")
     key_rotation_interval: float = Field(

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import httpx
-from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -31,7 +30,7 @@ from m2m_auth.server.keys import KeyManager, KeySealer
 from m2m_auth.server.settings import Settings
 from m2m_auth.server.storage import migrate
 from m2m_auth.server.storage.sql import changes
-from m2m_auth.server.storage.sql.engine import redact
+from m2m_auth.server.storage.sql.engine import create_engine, redact
 from m2m_auth.server.storage.sql.purge import Purger
 from m2m_auth.server.storage.sql.store import SqlStorage
 
@@ -59,7 +58,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         )
         http = httpx.AsyncClient(timeout=settings.jwks_uri_timeout, follow_redirects=False)
         background: list[asyncio.Task[None]] = []
-        purger = Purger(storage.engine, batch_size=settings.purge_batch_size, clock=clock, events=metrics)
+        # Session-level features (an advisory lock held for the process's life, LISTEN) cannot go through a
+        # transaction-mode pooler: they get a direct connection when one is configured.
+        session_engine = (
+            create_engine(settings.database_direct_url, pool_size=2, timeout=settings.db_timeout)
+            if settings.database_direct_url
+            else storage.engine
+        )
+        purger = Purger(session_engine, batch_size=settings.purge_batch_size, clock=clock, events=metrics)
         try:
             current, head = await migrate.current_revision(storage.engine), migrate.head_revision()
             if current != head:
@@ -67,7 +73,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                     f"the database {redact(settings.database_url)} is at schema {current or 'none'}, "
                     f"this server needs {head}: run `m2m-auth migrate`"
                 )
-            keys = KeyManager(storage, settings, clock, KeySealer(_secret(settings.key_encryption_key)))
+            keys = KeyManager(storage, settings, clock, KeySealer.from_settings(settings))
             await keys.start()
             background.append(asyncio.create_task(keys.maintain(), name="signing-keys"))
             registry = ClientRegistry(storage, clock, settings.client_cache_ttl)
@@ -101,7 +107,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             app.state.admin_digest = await ensure_admin_token(storage, settings)
             app.state.metrics = metrics
             # Client and key changes made on other replicas reach the caches through the database.
-            feed = changes.ChangeListener(storage.engine, _invalidator(registry, keys), events=metrics)
+            feed = changes.ChangeListener(session_engine, _invalidator(registry, keys), events=metrics)
             app.state.change_feed = feed
             background.append(asyncio.create_task(feed.run_forever(), name="change-feed"))
             background.append(
@@ -109,6 +115,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                     purger.run_forever(settings.purge_interval, enabled=settings.purge_enabled), name="purge"
                 )
             )
+            ops.settle_heap()  # full GC pauses were the latency's tail
             log.info("m2m-auth ready: issuer %s, database %s", settings.issuer, redact(settings.database_url))
             yield
         finally:
@@ -116,6 +123,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await purger.close()  # another replica takes the purge over at once
+            if session_engine is not storage.engine:
+                await session_engine.dispose()
             await http.aclose()
             await storage.close()
 
@@ -156,10 +165,6 @@ def _invalidator(registry: ClientRegistry, keys: KeyManager) -> Callable[[str], 
             registry.invalidate(topic.removeprefix(changes.CLIENT_PREFIX))
 
     return on_change
-
-
-def _secret(value: SecretStr | None) -> str | None:
-    return None if value is None else value.get_secret_value()
 
 
 def app_from_env() -> Starlette:
