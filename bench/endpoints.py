@@ -1,8 +1,10 @@
 """Throughput of the hot paths, side by side with a hello-world on the same stack, in one run.
 
     .venv/bin/python bench/endpoints.py [--db sqlite|postgres|both] [--seconds 8] [--quick]
+        [--algs RS256,ES256] [--only REGEX]
 
-The server (and PostgreSQL) run on CPU 0, wrk on CPU 1 (`taskset`), so the figures are per core.
+The server (and PostgreSQL, durable: fsync on) run on CPU 0, wrk on CPU 1 (`taskset`), so the figures
+are per core. One server per JWT signing algorithm (`--algs`); the opaque workloads run on the first.
 Machines here are shared and noisy: read the ratios, not the absolute numbers. Every response's
 status is checked by wrk's script (non-2xx are counted and reported). Needs `wrk` (Debian package).
 """
@@ -21,6 +23,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -46,8 +49,8 @@ WRK_SCRIPT = textwrap.dedent(
       if os.getenv("EXPECT") ~= "" and not string.find(body, os.getenv("EXPECT"), 1, true) then bad = bad + 1 end
     end
     done = function(summary, latency, requests)
-      io.write(string.format("RESULT %f %f %f %d\\n", summary.requests / (summary.duration / 1e6),
-        latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.errors.status))
+      io.write(string.format("RESULT %f %f %f %d %d\\n", summary.requests / (summary.duration / 1e6),
+        latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.errors.status, summary.requests))
     end
     """
 )
@@ -67,6 +70,28 @@ HELLO_APP = textwrap.dedent(
 )
 
 
+class DurableCluster(PostgresCluster):
+    """The tests' throw-away cluster with PostgreSQL's defaults (fsync on: the tests turn it off), started on CPU 0
+    so that all its processes share the server's core."""
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        cmd = [
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.root / "log"),
+            "-w",
+            "start",
+        ]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run([*PIN_SERVER, *cmd], check=True, capture_output=True, cwd=self.root)
+
+
 def wait_up(url: str) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -78,16 +103,49 @@ def wait_up(url: str) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
+def tree_cpu(pids: Sequence[int]) -> float:
+    """CPU seconds used so far by these processes, their live descendants and the children they reaped."""
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+    children: dict[int, list[int]] = {}
+    for pid, fields in stats.items():
+        children.setdefault(int(fields[1]), []).append(pid)
+    ticks, todo, seen = 0, list(pids), set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen or pid not in stats:
+            continue
+        seen.add(pid)
+        fields = stats[pid]
+        ticks += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+        todo.extend(children.get(pid, []))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(
-    url: str, seconds: int, *, body: str = "", auth: str = "", expect: str = "", method: str = "POST"
+    url: str,
+    seconds: int,
+    *,
+    body: str = "",
+    auth: str = "",
+    expect: str = "",
+    method: str = "POST",
+    cpu_pids: Sequence[int] = (),
 ) -> dict[str, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(WRK_SCRIPT)
     env = {**os.environ, "METHOD": method, "BODY": body, "AUTH": auth, "EXPECT": expect}
     cmd = [*PIN_LOAD, "wrk", "-t1", "-c32", f"-d{seconds}s", "--latency", "-s", f.name, url]
+    cpu = tree_cpu(cpu_pids)
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    cpu = tree_cpu(cpu_pids) - cpu
     os.unlink(f.name)
-    match = re.search(r"RESULT (\S+) (\S+) (\S+) (\d+)", out)
+    match = re.search(r"RESULT (\S+) (\S+) (\S+) (\d+) (\d+)", out)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     assert match, out
     return {
@@ -95,14 +153,18 @@ def wrk(
         "p50_ms": float(match[2]),
         "p99_ms": float(match[3]),
         "bad": int(match[4]) + (int(errors[1]) if errors else 0),
+        "cpu_us": 1e6 * cpu / max(1, int(match[5])),
     }
 
 
-def measure(url: str, seconds: int, runs: int, **kw: str) -> dict[str, float]:
+def measure(url: str, seconds: int, runs: int, *, cpu_pids: Sequence[int] = (), **kw: str) -> dict[str, float]:
+    """Median of `runs`; cpu_us: CPU time of `cpu_pids` (server, database) per request, which other load
+    on the machine disturbs far less than the rate."""
     wrk(url, max(1, seconds // 3), **kw)  # warm-up
-    results = [wrk(url, seconds, **kw) for _ in range(runs)]
+    results = [wrk(url, seconds, cpu_pids=cpu_pids, **kw) for _ in range(runs)]
     rps = [r["rps"] for r in results]
     return {
+        "cpu_us": statistics.median(r["cpu_us"] for r in results),
         "rps": statistics.median(rps),
         "min": min(rps),
         "max": max(rps),
@@ -117,13 +179,31 @@ def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[by
         return subprocess.Popen([*PIN_SERVER, *cmd], env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
-def bench_server(database_url: str, seconds: int, runs: int, workdir: Path) -> dict[str, dict[str, float]]:
+def bench_server(
+    database_url: str,
+    seconds: int,
+    runs: int,
+    workdir: Path,
+    *,
+    signing_alg: str = "RS256",
+    only: str = "",
+    db_pid: int | None = None,
+) -> dict[str, dict[str, float]]:
+    """The hot paths on one server; with another `signing_alg`, only its JWT workloads (opaque ones are the same).
+
+    `only`: a regular expression; workloads whose names do not match it are skipped. `db_pid`: the
+    database's main process, whose CPU time (with its backends') counts in `cpu_us` with the server's.
+    """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("M2M_AUTH_")}
-    env.update(M2M_AUTH_DATABASE_URL=database_url, M2M_AUTH_ADMIN_TOKEN=ADMIN, M2M_AUTH_ISSUER=url)
+    env.update(
+        M2M_AUTH_DATABASE_URL=database_url, M2M_AUTH_ADMIN_TOKEN=ADMIN, M2M_AUTH_ISSUER=url,
+        M2M_AUTH_SIGNING_ALG=signing_alg,
+    )  # fmt: skip
     exe = str(Path(sys.executable).parent / "m2m-auth")
-    proc = start([exe, "serve", "--port", str(port), "--migrate", "--log-level", "warning"], env, workdir / "m2m.log")
+    log = workdir / f"m2m-{signing_alg}.log"
+    proc = start([exe, "serve", "--port", str(port), "--migrate", "--log-level", "warning"], env, log)
     results: dict[str, dict[str, float]] = {}
     try:
         wait_up(f"{url}/healthz")
@@ -141,28 +221,18 @@ def bench_server(database_url: str, seconds: int, runs: int, workdir: Path) -> d
         opaque_auth, opaque_token = client("opaque")
         jwt_auth, jwt_token = client("jwt")
         grant = "grant_type=client_credentials"
-        results["token, opaque"] = measure(
-            f"{url}/oauth/token", seconds, runs, body=grant, auth=opaque_auth, expect="access_token"
-        )
-        results["token, JWT RS256"] = measure(
-            f"{url}/oauth/token", seconds, runs, body=grant, auth=jwt_auth, expect="access_token"
-        )
-        results["introspect, opaque"] = measure(
-            f"{url}/oauth/introspect",
-            seconds,
-            runs,
-            body=f"token={opaque_token}",
-            auth=opaque_auth,
-            expect='"active":true',
-        )
-        results["introspect, JWT"] = measure(
-            f"{url}/oauth/introspect",
-            seconds,
-            runs,
-            body=f"token={jwt_token}",
-            auth=opaque_auth,
-            expect='"active":true',
-        )
+        token_url, introspect_url = f"{url}/oauth/token", f"{url}/oauth/introspect"
+        workloads = {
+            "token, opaque": (token_url, grant, opaque_auth, "access_token"),
+            f"token, JWT {signing_alg}": (token_url, grant, jwt_auth, "access_token"),
+            "introspect, opaque": (introspect_url, f"token={opaque_token}", opaque_auth, '"active":true'),
+            f"introspect, JWT {signing_alg}": (introspect_url, f"token={jwt_token}", opaque_auth, '"active":true'),
+        }
+        for name, (target, body, auth, expect) in workloads.items():
+            if (signing_alg != "RS256" and "JWT" not in name) or (only and not re.search(only, name)):
+                continue
+            pids = (proc.pid,) if db_pid is None else (proc.pid, db_pid)
+            results[name] = measure(target, seconds, runs, cpu_pids=pids, body=body, auth=auth, expect=expect)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -193,7 +263,7 @@ def bench_hello(seconds: int, runs: int, workdir: Path) -> dict[str, float]:
     proc = start(cmd, dict(os.environ), workdir / "hello.log")
     try:
         wait_up(f"http://127.0.0.1:{port}/")
-        return measure(f"http://127.0.0.1:{port}/", seconds, runs, body="x=1", expect="hello")
+        return measure(f"http://127.0.0.1:{port}/", seconds, runs, cpu_pids=(proc.pid,), body="x=1", expect="hello")
     finally:
         proc.terminate()
         proc.wait(10)
@@ -205,6 +275,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="2 s, one run: checks the harness, measures nothing")
+    parser.add_argument(
+        "--algs", default="RS256,ES256", help="JWT signing algorithms, one server each (opaque runs on the first)"
+    )
+    parser.add_argument("--only", default="", help="regular expression: run only the workloads it matches")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.runs = 2, 1
@@ -214,32 +288,42 @@ def main() -> None:
     table: dict[str, dict[str, dict[str, float]]] = {
         "hello (Starlette on uvicorn)": {"-": bench_hello(args.seconds, args.runs, workdir)}
     }
+    algs = [alg.strip() for alg in args.algs.split(",") if alg.strip()]
     if args.db in ("sqlite", "both"):
-        for name, r in bench_server(f"sqlite:///{workdir}/bench.db", args.seconds, args.runs, workdir).items():
-            table.setdefault(name, {})["sqlite"] = r
+        for alg in algs:
+            db = f"sqlite:///{workdir}/bench-{alg}.db"
+            for name, r in bench_server(db, args.seconds, args.runs, workdir, signing_alg=alg, only=args.only).items():
+                table.setdefault(name, {})["sqlite"] = r
     if args.db in ("postgres", "both"):
         bin_dir = find_pg_bin()
         if bin_dir is None:
             sys.exit("PostgreSQL binaries not found")
-        cluster = PostgresCluster(bin_dir)
-        cluster.start()
-        # The database shares CPU 0 with the server, as the benchmark issue asks.
-        pid = (cluster.data / "postmaster.pid").read_text().split()[0]
-        subprocess.run(["taskset", "-a", "-p", "-c", "0", pid], capture_output=True, check=False)
+        cluster = DurableCluster(bin_dir)
+        cluster.start()  # the database shares CPU 0 with the server, as the benchmark issue asks
         try:
-            for name, r in bench_server(cluster.create_database("bench"), args.seconds, args.runs, workdir).items():
-                table.setdefault(name, {})["postgres"] = r
+            for alg in algs:
+                db = cluster.create_database(f"bench_{alg.lower()}")
+                pid = int((cluster.data / "postmaster.pid").read_text().split()[0])
+                results = bench_server(
+                    db, args.seconds, args.runs, workdir, signing_alg=alg, only=args.only, db_pid=pid
+                )
+                for name, r in results.items():
+                    table.setdefault(name, {})["postgres"] = r
         finally:
             cluster.destroy()
-    hello = table["hello (Starlette on uvicorn)"]["-"]["rps"]
+    hello = table["hello (Starlette on uvicorn)"]["-"]
+    # cpu us/req: CPU time of the server (and PostgreSQL) per request; /hello (CPU) compares those, which
+    # other jobs on a shared machine disturb far less than the rates in /hello.
     print(
-        f"\n{'workload':30} {'db':9} {'req/s':>8} {'min':>8} {'max':>8} {'p50 ms':>7} {'p99 ms':>7} {'/hello':>7} {'bad':>4}"
+        f"\n{'workload':30} {'db':9} {'req/s':>8} {'min':>8} {'max':>8} {'p50 ms':>7} {'p99 ms':>7} {'/hello':>7} "
+        f"{'cpu us/req':>10} {'/hello (CPU)':>12} {'bad':>4}"
     )
     for name, per_db in table.items():
         for db, r in per_db.items():
             print(
                 f"{name:30} {db:9} {r['rps']:8.0f} {r['min']:8.0f} {r['max']:8.0f} {r['p50_ms']:7.2f} "
-                f"{r['p99_ms']:7.2f} {r['rps'] / hello:7.2f} {int(r['bad']):4d}"
+                f"{r['p99_ms']:7.2f} {r['rps'] / hello['rps']:7.2f} {r['cpu_us']:10.0f} "
+                f"{hello['cpu_us'] / r['cpu_us'] if r['cpu_us'] else 0:12.2f} {int(r['bad']):4d}"
             )
     (workdir / "results.json").write_text(json.dumps(table))
     print(f"\nraw results: {workdir / 'results.json'}")

@@ -65,11 +65,13 @@ def test_concurrent_issuances_share_commits_and_every_token_is_stored(
         storage = await _migrated(database_factory(backend))
         commits = 0
 
-        def count(*_: Any) -> None:
+        def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            # Each INSERT into tokens is one transaction: inside BEGIN/COMMIT on SQLite, a single
+            # autocommit statement on PostgreSQL.
             nonlocal commits
-            commits += 1
+            commits += statement.lstrip().upper().startswith("INSERT INTO TOKENS")
 
-        event.listen(storage.engine.sync_engine, "commit", count)
+        event.listen(storage.engine.sync_engine, "before_cursor_execute", count)
         records = [_token("c1") for _ in range(200)]
         await asyncio.gather(*(storage.save_token(r) for r in records))
         found = await asyncio.gather(*(storage.find_token(r.digest) for r in records))

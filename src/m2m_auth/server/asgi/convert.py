@@ -1,4 +1,8 @@
-"""Starlette requests in, EndpointResponses and OAuthErrors out, as RFC-shaped JSON."""
+"""Starlette requests in, EndpointResponses and OAuthErrors out, as RFC-shaped JSON.
+
+The OAuth form endpoints carry the load, so they also have a plain-ASGI path (`read_raw_form`,
+`encode`, `send_raw`): no Request or Response objects, the same checks and the same answers.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,30 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from m2m_auth.errors import InvalidRequest, OAuthError, RequestTooLarge
 from m2m_auth.server.core.forms import parse_form_request
 from m2m_auth.server.core.messages import EndpointResponse, OAuthRequest
 
-__all__ = ["read_body", "read_form", "read_json", "to_response", "json_response", "error_to_response"]
+__all__ = [
+    "read_body",
+    "read_form",
+    "read_json",
+    "to_response",
+    "json_response",
+    "error_to_response",
+    "RawResponse",
+    "read_raw_form",
+    "encode",
+    "encode_error",
+    "send_raw",
+]
 
 JSON = "application/json"
+# status, body, headers as ASGI wants them
+RawResponse = tuple[int, bytes, list[tuple[bytes, bytes]]]
+_JSON_TYPE = (b"content-type", JSON.encode())
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -48,6 +68,58 @@ async def read_json(request: Request, limit: int, *, empty_ok: bool = False) -> 
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         raise InvalidRequest("the request body is not valid JSON (UTF-8)") from None
+
+
+async def read_raw_form(scope: Scope, receive: Receive, limit: int) -> OAuthRequest | None:
+    """`read_form` on the ASGI scope; None when the client went away before its body arrived."""
+    content_type = authorization = length = None
+    for name, value in scope["headers"]:  # the first of repeated headers counts, as in Starlette's Headers.get
+        if name == b"content-type":
+            content_type = content_type if content_type is not None else value.decode("latin-1")
+        elif name == b"authorization":
+            authorization = authorization if authorization is not None else value.decode("latin-1")
+        elif name == b"content-length":
+            length = length if length is not None else value
+    if length is not None:
+        if not length.isdigit():
+            raise InvalidRequest("invalid Content-Length")
+        if int(length) > limit:
+            raise RequestTooLarge(f"the request body is larger than {limit} bytes")
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # http.disconnect
+            return None
+        body += message.get("body", b"")
+        if len(body) > limit:
+            raise RequestTooLarge(f"the request body is larger than {limit} bytes")
+        if not message.get("more_body", False):
+            break
+    return parse_form_request(body, content_type, authorization)
+
+
+def _raw(status: int, body: Any, headers: dict[str, str] | None) -> RawResponse:
+    content = b"" if body is None else orjson.dumps(body)
+    raw = [(b"content-length", str(len(content)).encode())]
+    if body is not None:
+        raw.append(_JSON_TYPE)
+    if headers:
+        raw.extend((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items())
+    return status, content, raw
+
+
+def encode(result: EndpointResponse) -> RawResponse:
+    return _raw(result.status, result.body, result.headers)
+
+
+def encode_error(exc: OAuthError) -> RawResponse:
+    return _raw(exc.status, exc.body(), exc.headers())
+
+
+async def send_raw(send: Send, response: RawResponse) -> None:
+    status, content, headers = response
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": content})
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:

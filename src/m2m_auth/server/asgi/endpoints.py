@@ -2,30 +2,46 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from m2m_auth.errors import OAuthError
-from m2m_auth.server.asgi.convert import error_to_response, json_response, read_form, to_response
+from m2m_auth.server.asgi.convert import RawResponse, encode, encode_error, json_response, read_raw_form, send_raw
 
-__all__ = ["form_endpoint", "metadata", "jwks"]
+__all__ = ["FormEndpoint", "form_endpoint", "metadata", "jwks"]
 
 
-def form_endpoint(operation: str) -> Callable[[Request], Awaitable[Response]]:
-    """`operation` names the AuthorizationServer method: token, introspect or revoke."""
+class FormEndpoint:
+    """POST /oauth/token, /introspect, /revoke: a plain ASGI app, without Request or Response objects.
 
-    async def endpoint(request: Request) -> Response:
-        state = request.app.state
+    These routes carry the load; everything else uses Starlette's request/response functions.
+    """
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation  # the AuthorizationServer method: token, introspect or revoke
+        self.__name__ = operation
+
+    async def answer(self, scope: Scope, receive: Receive) -> RawResponse | None:
+        """The response to send; None if the client went away before its request arrived."""
+        state = scope["app"].state
         try:
-            oauth_request = await read_form(request, state.settings.max_body_size)
+            oauth_request = await read_raw_form(scope, receive, state.settings.max_body_size)
         except OAuthError as exc:
-            return error_to_response(exc)
-        return to_response(await getattr(state.server, operation)(oauth_request))
+            return encode_error(exc)
+        if oauth_request is None:
+            return None
+        return encode(await getattr(state.server, self.operation)(oauth_request))
 
-    endpoint.__name__ = operation
-    return endpoint
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.answer(scope, receive)
+        if response is not None:
+            await send_raw(send, response)
+
+
+def form_endpoint(operation: str) -> FormEndpoint:
+    """`operation` names the AuthorizationServer method: token, introspect or revoke."""
+    return FormEndpoint(operation)
 
 
 async def metadata(request: Request) -> Response:

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import overload
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from m2m_auth.errors import OAuthError, ServerError
-from m2m_auth.server.asgi.convert import error_to_response, json_response
+from m2m_auth.server.asgi.convert import encode_error, error_to_response, json_response, send_raw
+from m2m_auth.server.asgi.endpoints import FormEndpoint
 from m2m_auth.server.core.events import Events
 from m2m_auth.server.storage.sql.purge import PurgeResult
 
-__all__ = ["Metrics", "healthz", "readyz", "metrics"]
+__all__ = ["Metrics", "healthz", "readyz", "metrics", "settle_heap"]
 
 log = logging.getLogger("m2m_auth.server")
 
@@ -46,6 +50,9 @@ class Metrics(Events):
         )  # fmt: skip
         self._active = self.introspections.labels("active")
         self._inactive = self.introspections.labels("inactive")
+        # Label lookups cost more than the increments: the children are kept (few: routes x methods x statuses).
+        self._request_counts: dict[tuple[str, str, int], Counter] = {}
+        self._issued_counts: dict[str, Counter] = {}
         # Purge of expired rows (storage.sql.purge): rounds by result show which replica purges.
         self.purged_rows = Counter(
             "m2m_auth_purged_rows", "Expired rows deleted by the purge, by table", ["table"], registry=self.registry
@@ -79,7 +86,17 @@ class Metrics(Events):
         )
 
     def token_issued(self, client_id: str, token_format: str) -> None:
-        self.tokens_issued.labels(token_format).inc()
+        child = self._issued_counts.get(token_format)
+        if child is None:
+            child = self._issued_counts[token_format] = self.tokens_issued.labels(token_format)
+        child.inc()
+
+    def count_request(self, route: str, method: str, status: int) -> None:
+        key = (route, method, status)
+        child = self._request_counts.get(key)
+        if child is None:
+            child = self._request_counts[key] = self.requests.labels(route, method, str(status))
+        child.inc()
 
     def introspected(self, active: bool) -> None:
         (self._active if active else self._inactive).inc()
@@ -112,9 +129,19 @@ class Metrics(Events):
     def change_received(self) -> None:
         self.changes_received.inc()
 
+    @overload
+    def instrument(self, route: str, endpoint: FormEndpoint) -> _InstrumentedForm: ...
+
+    @overload
     def instrument(
         self, route: str, endpoint: Callable[[Request], Awaitable[Response]]
-    ) -> Callable[[Request], Awaitable[Response]]:
+    ) -> Callable[[Request], Awaitable[Response]]: ...
+
+    def instrument(
+        self, route: str, endpoint: FormEndpoint | Callable[[Request], Awaitable[Response]]
+    ) -> _InstrumentedForm | Callable[[Request], Awaitable[Response]]:
+        if isinstance(endpoint, FormEndpoint):
+            return _InstrumentedForm(self, route, endpoint)
         latency = self.latency.labels(route)
 
         async def instrumented(request: Request) -> Response:
@@ -125,11 +152,51 @@ class Metrics(Events):
                 log.exception("unexpected error on %s %s", request.method, route)
                 response = error_to_response(ServerError("internal error"))
             latency.observe(time.perf_counter() - start)
-            self.requests.labels(route, request.method, str(response.status_code)).inc()
+            self.count_request(route, request.method, response.status_code)
             return response
 
         instrumented.__name__ = getattr(endpoint, "__name__", route)
         return instrumented
+
+
+class _InstrumentedForm:
+    """A FormEndpoint with latency, counts and a JSON 500 for bugs; still a plain ASGI app (an object,
+    not a function, so Starlette's Route passes it scope, receive and send)."""
+
+    def __init__(self, metrics: Metrics, route: str, endpoint: FormEndpoint) -> None:
+        self._metrics = metrics
+        self._route = route
+        self._endpoint = endpoint
+        self._latency = metrics.latency.labels(route)
+        self.__name__ = endpoint.__name__
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = time.perf_counter()
+        try:
+            response = await self._endpoint.answer(scope, receive)
+        except Exception:  # a bug: logged with its traceback, answered as JSON, counted
+            log.exception("unexpected error on %s %s", scope["method"], self._route)
+            response = encode_error(ServerError("internal error"))
+        if response is None:  # the client went away: nothing to answer or count
+            return
+        self._latency.observe(time.perf_counter() - start)
+        self._metrics.count_request(self._route, scope["method"], response[0])
+        await send_raw(send, response)
+
+
+def settle_heap() -> None:
+    """Once started: keep the start-up heap out of the garbage collector's way.
+
+    Everything allocated by imports and start-up (over 100,000 objects) is moved to the permanent
+    generation, and the youngest generation is collected every 10,000 net allocations instead of
+    700. Otherwise objects of requests in flight get promoted to the oldest generation, and every
+    so often a full collection walks the whole heap: pauses of tens of milliseconds that were the
+    tail of the latency (bench/README.md). Requests free almost everything by reference counting.
+    """
+    gc.collect()
+    gc.freeze()
+    threshold0, threshold1, threshold2 = gc.get_threshold()
+    gc.set_threshold(max(threshold0, 10_000), threshold1, threshold2)
 
 
 async def healthz(request: Request) -> Response:

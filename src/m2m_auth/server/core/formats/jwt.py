@@ -11,8 +11,10 @@ import secrets as _random
 import warnings
 from typing import Any, Protocol
 
-from joserfc import jws, jwt
+import orjson
+from joserfc import jws
 from joserfc.errors import JoseError, SecurityWarning
+from joserfc.jws import JWSRegistry
 
 from m2m_auth.server import secrets
 from m2m_auth.server.core.models import Grant, IssuedToken, TokenRecord
@@ -51,6 +53,13 @@ class JWTFormat:
         self._keys = keys
         self._store = store
         self._issuer = issuer
+        self._registries: dict[str, JWSRegistry] = {}  # one per algorithm, each allowing only that one
+
+    def _registry(self, alg: str) -> JWSRegistry:
+        registry = self._registries.get(alg)
+        if registry is None:
+            registry = self._registries[alg] = JWSRegistry(algorithms=[alg])
+        return registry
 
     def recognises(self, token: str) -> bool:
         return token.startswith("eyJ") and token.count(".") == 2 and len(token) <= _MAX_LENGTH
@@ -70,7 +79,7 @@ class JWTFormat:
             scope=" ".join(grant.scope),
         )
         header = {"typ": "at+jwt", "alg": key.alg, "kid": key.kid}
-        token = jwt.encode(header, claims, key.key, algorithms=[key.alg])
+        token = jws.serialize_compact(header, orjson.dumps(claims), key.key, registry=self._registry(key.alg))
         return IssuedToken(token, grant.expires_at - grant.issued_at)
 
     async def verified_claims(self, token: str) -> dict[str, Any] | None:
@@ -78,7 +87,8 @@ class JWTFormat:
         if not self.recognises(token):
             return None
         try:
-            header = jws.extract_compact(token.encode("ascii")).headers()
+            signed = jws.extract_compact(token.encode("ascii"))  # parsed once: header, payload, signature
+            header = signed.headers()
         except (JoseError, ValueError, binascii.Error):
             return None
         kid = header.get("kid")
@@ -89,10 +99,12 @@ class JWTFormat:
         if key is None or header.get("alg") != key.alg:
             return None
         try:
-            claims = jwt.decode(token, key.key, algorithms=[key.alg]).claims
-        except (JoseError, ValueError, binascii.Error):
+            if not jws.validate_compact(signed, key.key, registry=self._registry(key.alg)):
+                return None
+            claims = orjson.loads(signed.payload or b"")
+        except (JoseError, ValueError, binascii.Error):  # orjson.JSONDecodeError is a ValueError
             return None
-        if claims.get("iss") != self._issuer or not _well_formed(claims):
+        if not isinstance(claims, dict) or claims.get("iss") != self._issuer or not _well_formed(claims):
             return None
         return claims
 

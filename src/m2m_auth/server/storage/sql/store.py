@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
 
+import orjson
 from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
@@ -62,10 +63,26 @@ def _is_outage(exc: DBAPIError) -> bool:
     return any(word in name for word in ("Connection", "CannotConnect", "AdminShutdown", "CrashShutdown", "Shutdown"))
 
 
+# PostgreSQL's hot statements: driver SQL in autocommit, so one round trip each (no BEGIN, no ROLLBACK;
+# a single INSERT is its own transaction, committed before it returns), and one prepared statement
+# whatever the batch size (arrays instead of an IN list that grows with it).
+_PG_INSERT_TOKENS = (
+    "INSERT INTO tokens (digest, client_id, scope, audience, issued_at, expires_at) "
+    "SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::json[], $5::int8[], $6::int8[])"
+)
+_PG_SELECT_TOKENS = (
+    "SELECT digest, client_id, scope, audience, issued_at, expires_at, revoked_at FROM tokens "
+    "WHERE digest = ANY($1::bytea[])"
+)
+_PG_SELECT_REVOCATIONS = "SELECT jti, revoked_at FROM revoked_jtis WHERE jti = ANY($1::text[])"
+
+
 class SqlStorage:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._token_writes: Batcher[dict[str, Any], None] = Batcher(self._insert_tokens)
+        pg = engine.dialect.name == "postgresql"
+        self._pg = engine.execution_options(isolation_level="AUTOCOMMIT") if pg else None
+        self._token_writes: Batcher[TokenRecord, None] = Batcher(self._insert_tokens)
         self._token_reads: Batcher[bytes, TokenRecord | None] = Batcher(self._select_tokens)
         self._jti_reads: Batcher[tuple[str, str, int], int | None] = Batcher(self._select_revocations)
 
@@ -173,38 +190,56 @@ class SqlStorage:
 
     async def save_token(self, record: TokenRecord) -> None:
         """Group commit: concurrent issuances share one transaction; each caller resumes after it."""
-        await self._token_writes.submit(
-            {
-                "digest": record.digest,
-                "client_id": record.client_id,
-                "scope": " ".join(record.scope),
-                "audience": list(record.audience),
-                "issued_at": record.issued_at,
-                "expires_at": record.expires_at,
-                "revoked_at": None,
-            }
-        )
+        await self._token_writes.submit(record)
 
     @_unavailable_on_outage
-    async def _insert_tokens(self, rows: list[dict[str, Any]]) -> list[None]:
+    async def _insert_tokens(self, records: list[TokenRecord]) -> list[None]:
+        if self._pg is not None:
+            columns = (
+                [r.digest for r in records],
+                [r.client_id for r in records],
+                [" ".join(r.scope) for r in records],
+                [orjson.dumps(r.audience).decode() for r in records],
+                [r.issued_at for r in records],
+                [r.expires_at for r in records],
+            )
+            async with self._pg.connect() as conn:
+                await conn.exec_driver_sql(_PG_INSERT_TOKENS, columns)
+            return [None] * len(records)
+        rows = [
+            {
+                "digest": r.digest,
+                "client_id": r.client_id,
+                "scope": " ".join(r.scope),
+                "audience": list(r.audience),
+                "issued_at": r.issued_at,
+                "expires_at": r.expires_at,
+                "revoked_at": None,
+            }
+            for r in records
+        ]
         async with self.engine.begin() as conn:
             await conn.execute(insert(tokens), rows)
-        return [None] * len(rows)
+        return [None] * len(records)
 
     async def find_token(self, digest: bytes) -> TokenRecord | None:
-        """Concurrent lookups share one `WHERE digest IN (...)` query."""
+        """Concurrent lookups share one query (`digest = ANY(...)` on PostgreSQL, `IN (...)` on SQLite)."""
         return await self._token_reads.submit(digest)
 
     @_unavailable_on_outage
     async def _select_tokens(self, digests: list[bytes]) -> list[TokenRecord | None]:
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(select(tokens).where(tokens.c.digest.in_(set(digests))))).all()
+        if self._pg is not None:
+            async with self._pg.connect() as conn:
+                rows = (await conn.exec_driver_sql(_PG_SELECT_TOKENS, (list(set(digests)),))).all()
+        else:
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(select(tokens).where(tokens.c.digest.in_(set(digests))))).all()
         found = {
             bytes(row.digest): TokenRecord(
                 digest=bytes(row.digest),
                 client_id=row.client_id,
                 scope=tuple(row.scope.split()),
-                audience=tuple(row.audience),
+                audience=tuple(orjson.loads(row.audience) if isinstance(row.audience, str) else row.audience),
                 issued_at=row.issued_at,
                 expires_at=row.expires_at,
                 revoked_at=row.revoked_at,
@@ -247,12 +282,17 @@ class SqlStorage:
     @_unavailable_on_outage
     async def _select_revocations(self, queries: list[tuple[str, str, int]]) -> list[int | None]:
         names = {jti for jti, _, _ in queries} | {_client_mark(client_id) for _, client_id, _ in queries}
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(revoked_jtis.c.jti, revoked_jtis.c.revoked_at).where(revoked_jtis.c.jti.in_(names))
-                )
-            ).all()
+        rows: Sequence[Any]
+        if self._pg is not None:
+            async with self._pg.connect() as conn:
+                rows = (await conn.exec_driver_sql(_PG_SELECT_REVOCATIONS, (list(names),))).all()
+        else:
+            async with self.engine.connect() as conn:
+                rows = (
+                    await conn.execute(
+                        select(revoked_jtis.c.jti, revoked_jtis.c.revoked_at).where(revoked_jtis.c.jti.in_(names))
+                    )
+                ).all()
         found = {row.jti: int(row.revoked_at) for row in rows}
         results: list[int | None] = []
         for jti, client_id, issued_at in queries:
@@ -288,13 +328,15 @@ class SqlStorage:
         ]
 
     @_unavailable_on_outage
-    async def reseal_key(self, kid: str, private_jwk: bytes, encryption: str) -> None:
+    async def reseal_key(self, kid: str, private_jwk: bytes, encryption: str, *, expected: bytes) -> bool:
+        # Compare-and-set: of replicas resealing at once, one rewrites the key and the others change nothing.
         async with self.engine.begin() as conn:
-            await conn.execute(
+            result = await conn.execute(
                 update(signing_keys)
-                .where(signing_keys.c.kid == kid)
+                .where(signing_keys.c.kid == kid, signing_keys.c.private_jwk == expected)
                 .values(private_jwk=private_jwk, encryption=encryption)
             )
+        return bool(result.rowcount)
 
     @_unavailable_on_outage
     async def add_key(self, key: StoredKey) -> bool:
