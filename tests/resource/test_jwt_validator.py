@@ -204,6 +204,69 @@ def test_verified_tokens_are_cached_by_digest_until_exp(server: ServerProcess, t
     asyncio.run(scenario())
 
 
+def test_a_cached_token_vouches_for_no_other_signature_over_the_same_claims(server: ServerProcess, token: str) -> None:
+    from joserfc import jwt as jose_jwt
+
+    header, payload, signature = parts(token)
+    raw = unb64(signature)
+    flipped = f"{token.rsplit('.', 1)[0]}.{b64(bytes([raw[0] ^ 1]) + raw[1:])}"  # the same bytes up to the signature
+    resigned = jose_jwt.encode(header, payload, jwk.RSAKey.generate_key(2048), algorithms=["RS256"])  # same kid, claims
+    v = JWTValidator(server.url, SERVICE_AUDIENCE)
+
+    async def scenario() -> None:
+        try:
+            claims = await v.verify(token)
+            for forged in (flipped, resigned):
+                assert parts(forged)[:2] == (header, payload)
+                with pytest.raises(InvalidToken) as exc:
+                    await v.verify(forged)
+                assert "bad signature" in exc.value.detail
+            assert len(v._cache) == 1  # the refusals cached nothing
+            assert await v.verify(token) is claims  # and the good token is still served from the cache
+        finally:
+            await v.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_token_accepted_only_thanks_to_the_leeway_is_not_cached(server: ServerProcess, api: Api) -> None:
+    short = api.create_client(scope="read", audience=[SERVICE_AUDIENCE], access_token_format="jwt", access_token_ttl=5)
+    token = api.access_token(short)
+    clock = FakeClock(start=parts(token)[1]["exp"] + 20)  # past exp, inside the 30 s leeway
+    v = JWTValidator(server.url, SERVICE_AUDIENCE, leeway=30, clock=clock)
+
+    async def scenario() -> None:
+        try:
+            assert (await v.verify(token)).client_id == short["client_id"]
+            assert len(v._cache) == 0  # an entry would outlive exp
+            clock.advance(11)  # past the leeway too
+            with pytest.raises(InvalidToken) as exc:
+                await v.verify(token)
+            assert "expired" in exc.value.detail
+        finally:
+            await v.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_cached_token_is_verified_again_once_its_key_left_the_jwks(server: ServerProcess, token: str) -> None:
+    v = JWTValidator(server.url, SERVICE_AUDIENCE, jwks_refetch_interval=3600)
+
+    async def scenario() -> None:
+        try:
+            claims = await v.verify(token)
+            jwks = await v.jwks()
+            jwks._keys = {}  # as after a refresh that no longer lists the key (and no refetch allowed yet)
+            with pytest.raises(InvalidToken) as exc:
+                await v.verify(token)
+            assert "unknown kid" in exc.value.detail
+            assert claims["jti"]
+        finally:
+            await v.aclose()
+
+    asyncio.run(scenario())
+
+
 def test_a_rotation_is_followed_at_once_and_unknown_kids_cannot_flood_the_jwks(
     server_factory: Callable[..., ServerProcess],
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from m2m_auth.errors import InsufficientScope, InvalidRequest, InvalidToken, OAuthError, TemporarilyUnavailable
@@ -15,6 +15,7 @@ from m2m_auth.resource.validators import Claims, TokenValidator
 __all__ = [
     "MissingToken",
     "bearer_token",
+    "authorization_headers",
     "check_scopes",
     "authenticate",
     "authenticate_sync",
@@ -39,6 +40,11 @@ def normalise_scopes(scopes: str | Iterable[str]) -> tuple[str, ...]:
     """Required scopes as given: "read write", or ("read", "write")."""
     items = scopes.split() if isinstance(scopes, str) else [s for item in scopes for s in item.split()]
     return tuple(dict.fromkeys(items))
+
+
+def authorization_headers(scope: Mapping[str, Any]) -> list[str]:
+    """The values of an ASGI request's `Authorization` headers, read from the scope (no Headers object built)."""
+    return [value.decode("latin-1") for name, value in scope.get("headers", ()) if name.lower() == b"authorization"]
 
 
 def bearer_token(authorization: Sequence[str]) -> str:

@@ -19,6 +19,7 @@ from m2m_auth.errors import OAuthError
 from m2m_auth.resource._bearer import (
     MissingToken,
     authenticate,
+    authorization_headers,
     check_scopes,
     log_refusal,
     normalise_scopes,
@@ -49,10 +50,6 @@ class _Refusal:
         headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in self.headers.items()]
         await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})
-
-
-def _authorization(scope: Scope) -> list[str]:
-    return [value.decode("latin-1") for name, value in scope.get("headers", ()) if name.lower() == b"authorization"]
 
 
 class BearerAuthMiddleware:
@@ -91,7 +88,7 @@ class BearerAuthMiddleware:
             return
         where = f"{scope.get('method', 'WEBSOCKET')} {scope.get('path', '')}"
         try:
-            claims = await authenticate(self.validator, _authorization(scope), self.required_scopes, where)
+            claims = await authenticate(self.validator, authorization_headers(scope), self.required_scopes, where)
         except OAuthError as exc:
             await _Refusal(exc, self.realm)(scope, receive, send)
             return

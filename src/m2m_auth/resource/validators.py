@@ -7,6 +7,8 @@ no verdict on the token, so the integrations answer 503, not 401.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import re
 import time
@@ -16,7 +18,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 
 import httpx
 from joserfc import jws, jwt
-from joserfc.errors import BadSignatureError, ExpiredTokenError, InvalidClaimError, JoseError, MissingClaimError
+from joserfc.errors import ExpiredTokenError, InvalidClaimError, JoseError, MissingClaimError
 
 from m2m_auth.errors import InvalidToken, TemporarilyUnavailable
 from m2m_auth.resource._cache import SingleFlight, TTLCache, digest
@@ -37,10 +39,11 @@ _AT_JWT_TYPES = frozenset({"at+jwt", "application/at+jwt"})  # RFC 9068 §4; med
 class Claims(Mapping[str, Any]):
     """The claims of a verified token (a JWT's payload, or an introspection answer), read-only."""
 
-    __slots__ = ("_data",)
+    __slots__ = ("_data", "_scopes")
 
     def __init__(self, data: Mapping[str, Any]) -> None:
         self._data = dict(data)
+        self._scopes: frozenset[str] | None = None
 
     def __getitem__(self, name: str) -> Any:
         return self._data[name]
@@ -56,8 +59,10 @@ class Claims(Mapping[str, Any]):
 
     @property
     def scopes(self) -> frozenset[str]:
-        scope = self._data.get("scope")
-        return frozenset(scope.split()) if isinstance(scope, str) else frozenset()
+        if self._scopes is None:  # parsed once: cached claims answer many requests
+            scope = self._data.get("scope")
+            self._scopes = frozenset(scope.split()) if isinstance(scope, str) else frozenset()
+        return self._scopes
 
     @property
     def client_id(self) -> str | None:
@@ -100,13 +105,24 @@ def _invalid(reason: str, description: str = "The access token is invalid") -> I
     return InvalidToken(description, detail=reason)
 
 
-def _check_syntax(token: str) -> None:
+def _check_size(token: str) -> None:
+    """Before any work, hashing included: a string, neither empty nor longer than MAX_TOKEN_LENGTH."""
     if not isinstance(token, str) or not token:
         raise _invalid("malformed: empty token")
     if len(token) > MAX_TOKEN_LENGTH:
         raise _invalid(f"malformed: token of {len(token)} characters, more than {MAX_TOKEN_LENGTH}")
+
+
+def _check_syntax(token: str) -> None:
+    """On a cache miss only: a token in the cache passed this check when it was verified (its digest is the key)."""
     if _B64TOKEN.fullmatch(token) is None:
         raise _invalid("malformed: characters outside the bearer token syntax (RFC 6750 §2.1)")
+
+
+@functools.lru_cache(maxsize=32)
+def _jws_registry(algorithms: frozenset[str]) -> jws.JWSRegistry:
+    """One registry per allow-list, built once: joserfc builds one per call when given `algorithms=`."""
+    return jws.JWSRegistry(algorithms=sorted(algorithms))
 
 
 def _audiences(audience: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -213,17 +229,19 @@ class IntrospectionValidator(_Base):
         self._flight: SingleFlight[Claims | None] = SingleFlight()
 
     async def verify(self, token: str) -> Claims:
-        _check_syntax(token)
+        _check_size(token)
         key = digest(token)
         found, claims = self._cache.get(key)
         if not found:
+            _check_syntax(token)
             claims = await self._flight.run(key, lambda: self._introspect(token, key))
         if claims is None:
             raise _invalid("inactive: revoked, expired or unknown (introspection)", "The access token is not active")
         exp = claims.expires_at
         if exp is not None and exp <= self._clock():
             raise _invalid(f"expired at {exp} (client {claims.client_id})", "The access token expired")
-        _check_audience(claims, self._audience)
+        if self._audience:
+            _check_audience(claims, self._audience)
         return claims
 
     async def _endpoint(self) -> str:
@@ -318,6 +336,17 @@ class JWTValidator(_Base):
         self._jwks: JWKSCache | None = None
         self._clock = clock
         self._cache: TTLCache[tuple[Claims, str]] = TTLCache(max_entries, clock)
+        # Built once; `now` is read from the clock at each validation.
+        self._claims_registry = jwt.JWTClaimsRegistry(
+            now=lambda: int(self._clock()),
+            leeway=self._leeway,
+            iss={"essential": True, "value": self._issuer},
+            aud={"essential": True, "values": list(self._audience)},
+            exp={"essential": True},
+            iat={"essential": True},
+            sub={"essential": True},
+            client_id={"essential": True},
+        )
 
     async def jwks(self) -> JWKSCache:
         """The key cache (the JWKS URL found by discovery when none was given)."""
@@ -332,11 +361,12 @@ class JWTValidator(_Base):
         return self._jwks
 
     async def verify(self, token: str) -> Claims:
-        _check_syntax(token)
+        _check_size(token)
         key = digest(token)
         found, entry = self._cache.get(key)
         if found and entry is not None and self._jwks is not None and self._jwks.peek(entry[1]) is not None:
-            return entry[0]
+            return entry[0]  # the same bytes, signature included, verified before exp and with a key still published
+        _check_syntax(token)
         claims, kid = await self._verify(token)
         assert claims.expires_at is not None  # essential, checked
         self._cache.put(key, (claims, kid), claims.expires_at - self._clock())
@@ -345,8 +375,9 @@ class JWTValidator(_Base):
     async def _verify(self, token: str) -> tuple[Claims, str]:
         if token.count(".") != 2:
             raise _invalid("malformed: not a JWS compact serialization")
-        try:
-            header = jws.extract_compact(token.encode("ascii")).headers()
+        try:  # parsed once: the header is checked here, the signature below on the same object
+            compact = jws.extract_compact(token.encode("ascii"))
+            header = compact.headers()
         except (JoseError, ValueError, TypeError) as exc:
             raise _invalid(f"malformed JWT: {type(exc).__name__}") from exc
         typ = header.get("typ")
@@ -368,50 +399,53 @@ class JWTValidator(_Base):
                 f"algorithm {_short(alg)} not allowed for key {_short(kid)} (it allows {sorted(verification_key.algorithms)})"
             )
         try:
-            decoded = jwt.decode(token, verification_key.key, algorithms=sorted(verification_key.algorithms))
-        except BadSignatureError as exc:
-            raise _invalid(f"bad signature (key {_short(kid)})") from exc
+            # What jwt.decode does (joserfc's signature check, then the payload as a JSON object), without
+            # parsing the token a second time or building a registry per call.
+            good = jws.validate_compact(
+                compact, verification_key.key, registry=_jws_registry(verification_key.algorithms)
+            )
+            raw = json.loads(compact.payload) if good else None
         except (JoseError, ValueError, TypeError) as exc:
             raise _invalid(f"malformed JWT: {type(exc).__name__}") from exc
-        claims = Claims(decoded.claims)
-        self._check_claims(decoded.claims, claims)
+        if not good:
+            raise _invalid(f"bad signature (key {_short(kid)})")
+        if not isinstance(raw, dict):
+            raise _invalid("malformed JWT: the payload is not a JSON object")
+        claims = Claims(raw)
+        self._check_claims(raw, claims)
         return claims, kid
 
     def _check_claims(self, raw: dict[str, Any], claims: Claims) -> None:
-        registry = jwt.JWTClaimsRegistry(
-            now=int(self._clock()),
-            leeway=self._leeway,
-            iss={"essential": True, "value": self._issuer},
-            aud={"essential": True, "values": list(self._audience)},
-            exp={"essential": True},
-            iat={"essential": True},
-            sub={"essential": True},
-            client_id={"essential": True},
-        )
-        who = f"client {_short(claims.client_id)}"
         try:
-            registry.validate(raw)
-        except ExpiredTokenError as exc:
-            raise _invalid(f"expired at {raw.get('exp')} ({who})", "The access token expired") from exc
-        except MissingClaimError as exc:
-            raise _invalid(f"missing claim {exc.claim} ({who})") from exc
-        except InvalidClaimError as exc:
-            if exc.claim == "aud":
-                aud = raw.get("aud")
-                raise _invalid(
-                    f"wrong audience: token for {_short(aud)}, this service is {list(self._audience)} ({who})"
-                ) from exc
-            if exc.claim == "iss":
-                raise _invalid(f"wrong issuer {_short(raw.get('iss'))} ({who})") from exc
-            if exc.claim in ("nbf", "iat"):
-                raise _invalid(f"not yet valid: {exc.claim} {_short(raw.get(exc.claim))} ({who})") from exc
-            raise _invalid(f"invalid claim {exc.claim} ({who})") from exc
+            self._claims_registry.validate(raw)
+        except JoseError as exc:
+            raise self._claims_refusal(raw, claims, exc) from exc
         if claims.expires_at is None:
-            raise _invalid(f"invalid claim exp: not an integer ({who})")
+            raise _invalid(f"invalid claim exp: not an integer (client {_short(claims.client_id)})")
         if "scope" in raw and not isinstance(raw["scope"], str):
-            raise _invalid(f"invalid claim scope: not a string ({who})")
+            raise _invalid(f"invalid claim scope: not a string (client {_short(claims.client_id)})")
         if not isinstance(raw["client_id"], str):
             raise _invalid("invalid claim client_id: not a string")
+
+    def _claims_refusal(self, raw: dict[str, Any], claims: Claims, exc: JoseError) -> InvalidToken:
+        """The refusal for a failed claim check, its detail naming the claim (built only when one fails)."""
+        who = f"client {_short(claims.client_id)}"
+        if isinstance(exc, ExpiredTokenError):
+            return _invalid(f"expired at {raw.get('exp')} ({who})", "The access token expired")
+        if isinstance(exc, MissingClaimError):
+            return _invalid(f"missing claim {exc.claim} ({who})")
+        if isinstance(exc, InvalidClaimError):
+            if exc.claim == "aud":
+                aud = raw.get("aud")
+                return _invalid(
+                    f"wrong audience: token for {_short(aud)}, this service is {list(self._audience)} ({who})"
+                )
+            if exc.claim == "iss":
+                return _invalid(f"wrong issuer {_short(raw.get('iss'))} ({who})")
+            if exc.claim in ("nbf", "iat"):
+                return _invalid(f"not yet valid: {exc.claim} {_short(raw.get(exc.claim))} ({who})")
+            return _invalid(f"invalid claim {exc.claim} ({who})")
+        return _invalid(f"invalid claims: {type(exc).__name__} ({who})")
 
 
 def _short(value: object, limit: int = 64) -> str:
