@@ -8,7 +8,8 @@ python="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[server,postgres,test]'
+# `bench`: the peers and charts of the benchmarks, whose quick versions tests/bench runs.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[server,postgres,test,bench]'
 
 # Node's `jose` for the interop tests (tests/interop/node) and Express for the Node resource server
 # that scripts/e2e_local.sh runs (examples/resource-server-node), exact versions from their lock files.
@@ -16,6 +17,7 @@ fi
 if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
   npm ci --prefix tests/interop/node --no-audit --no-fund
   npm ci --prefix examples/resource-server-node --no-audit --no-fund
+  npm ci --prefix bench/peers/oidc-provider --no-audit --no-fund # the peer of bench/compare.py
 elif [ "${CI:-}" = "true" ]; then
   echo "scripts/test.sh: node and npm are needed for tests/interop/node and examples/resource-server-node (Node 20 or later)" >&2
   exit 1
@@ -28,6 +30,10 @@ missing=""
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing="$missing postgresql"
 command -v curl >/dev/null 2>&1 || missing="$missing curl"
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
+# nginx balances three replicas in tests/cluster (Debian puts it in /usr/sbin, off a normal user's PATH).
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$missing nginx"
+command -v shellcheck >/dev/null 2>&1 || missing="$missing shellcheck" # tests/deploy lints scripts/*.sh
+command -v wrk >/dev/null 2>&1 || missing="$missing wrk" # the load generator of bench/ (tests/bench)
 if [ -n "$missing" ]; then
   echo "scripts/test.sh: installing from Debian's packages:$missing" >&2
   sudo=""
