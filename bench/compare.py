@@ -293,28 +293,6 @@ def serve(
             proc.wait(5)
 
 
-class DurableCluster(PostgresCluster):
-    """The tests' throw-away cluster, but durable (fsync on, PostgreSQL's defaults) and pinned to CPU 0 from
-    its first process on, so that its background writers share the server's core too."""
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c max_connections=200"
-        cmd = [
-            str(self.bin / "pg_ctl"),
-            "-D",
-            str(self.data),
-            "-o",
-            options,
-            "-l",
-            str(self.root / "log"),
-            "-w",
-            "start",
-        ]
-        if os.geteuid() == 0:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        subprocess.run([*PIN_SERVER, *cmd], check=True, capture_output=True, cwd=self.root)
-
-
 def basic(client_id: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
 
@@ -340,7 +318,7 @@ class Run:
     script: Path
     table: Table = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
-    cluster: DurableCluster | None = None
+    cluster: PostgresCluster | None = None
 
     def put(self, row: str, workload: str, result: dict[str, Any]) -> None:
         self.table.setdefault(row, {})[workload] = result
@@ -368,7 +346,7 @@ class Run:
             bin_dir = find_pg_bin()
             if bin_dir is None:
                 raise RuntimeError("PostgreSQL binaries not found (scripts/test.sh installs them)")
-            self.cluster = DurableCluster(bin_dir)
+            self.cluster = PostgresCluster(bin_dir, durable=True, pin=PIN_SERVER)
             self.cluster.start()
             self.cluster.wait_ready()
         return self.cluster.create_database(name)

@@ -70,28 +70,6 @@ HELLO_APP = textwrap.dedent(
 )
 
 
-class DurableCluster(PostgresCluster):
-    """The tests' throw-away cluster with PostgreSQL's defaults (fsync on: the tests turn it off), started on CPU 0
-    so that all its processes share the server's core."""
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c max_connections=200"
-        cmd = [
-            str(self.bin / "pg_ctl"),
-            "-D",
-            str(self.data),
-            "-o",
-            options,
-            "-l",
-            str(self.root / "log"),
-            "-w",
-            "start",
-        ]
-        if os.geteuid() == 0:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        subprocess.run([*PIN_SERVER, *cmd], check=True, capture_output=True, cwd=self.root)
-
-
 def wait_up(url: str) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -298,7 +276,7 @@ def main() -> None:
         bin_dir = find_pg_bin()
         if bin_dir is None:
             sys.exit("PostgreSQL binaries not found")
-        cluster = DurableCluster(bin_dir)
+        cluster = PostgresCluster(bin_dir, durable=True, pin=PIN_SERVER)
         cluster.start()  # the database shares CPU 0 with the server, as the benchmark issue asks
         try:
             for alg in algs:

@@ -107,18 +107,6 @@ def pin(cpu: int) -> list[str]:
     return []
 
 
-class PinnedCluster(PostgresCluster):
-    """The tests' throw-away cluster, started on CPU 0 with PostgreSQL's default durability (fsync on)."""
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1"
-        cmd = [*pin(0), str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options]
-        cmd += ["-l", str(self.root / "log"), "-w", "start"]
-        if os.geteuid() == 0:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=self.root)
-
-
 def start_server(database_url: str, config: Config, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("M2M_AUTH_")}
@@ -546,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
         if bin_dir is None:
             print("soak: PostgreSQL binaries not found (scripts/test.sh installs them)", file=sys.stderr)
             return 2
-        cluster = PinnedCluster(bin_dir)
+        cluster = PostgresCluster(bin_dir, durable=True, pin=pin(0))
         cluster.start()
         database_url = cluster.create_database("soak")
     try:
