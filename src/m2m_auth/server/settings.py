@@ -99,6 +99,18 @@ class Settings(BaseSettings):
         "made them and, on PostgreSQL, in every other replica through LISTEN/NOTIFY; the TTL bounds staleness only "
         "while a replica's notification connection is down, or between `--workers` on SQLite.",
     )
+    introspection_cache_size: int = Field(
+        50_000,
+        ge=0,
+        description="Active tokens whose introspection answer each process keeps (0: none). PostgreSQL only, and "
+        "only while the process's notification connection is up: a revocation reaches every replica's cache through "
+        "LISTEN/NOTIFY and is answered once its notification came back.",
+    )
+    introspection_cache_ttl: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds an introspection answer is kept at most (a token's expiry still applies at once).",
+    )
     max_body_size: int = Field(65536, ge=1024, description="Largest request body accepted, in bytes (413 above).")
     db_pool_size: int = Field(10, ge=1, description="Connections per process to PostgreSQL.")
     db_timeout: float = Field(

@@ -64,7 +64,7 @@ class AdminService:
         )
         if not await self._storage.create_client(client):
             raise InvalidClientMetadata(f"client_id: {client.client_id!r} is already registered")
-        self._server.clients.invalidate(client.client_id)
+        self._server.client_changed(client.client_id)
         return client, secret
 
     async def list_clients(self) -> list[Client]:
@@ -97,14 +97,14 @@ class AdminService:
                 InvalidClientMetadata,
             )
         updated = await self._storage.update_client(_known_shape(client_id), changes, self._now())
-        self._server.clients.invalidate(client_id)
+        self._server.client_changed(client_id)
         if updated is None:
             raise NotFound(f"no client {client_id[:128]!r}")
         return updated
 
     async def delete_client(self, client_id: str) -> None:
         deleted = await self._storage.delete_client(_known_shape(client_id), self._now())
-        self._server.clients.invalidate(client_id)
+        self._server.client_changed(client_id)
         if not deleted:
             raise NotFound(f"no client {client_id[:128]!r}")
 
@@ -119,7 +119,7 @@ class AdminService:
         secret = secrets.new_secret(secrets.CLIENT_SECRET_PREFIX)
         if not await self._storage.add_secret(_known_shape(client_id), secrets.digest(secret), now, now + grace):
             raise NotFound(f"no client {client_id[:128]!r}")
-        self._server.clients.invalidate(client_id)
+        self._server.client_changed(client_id)
         return secret, now + grace
 
     async def rotate_key(self, delay: int) -> dict[str, Any]:
@@ -157,7 +157,7 @@ class AdminService:
     async def revoke_client_tokens(self, client_id: str) -> int:
         await self.get_client(client_id)
         revoked = await self._storage.revoke_tokens_for_client(client_id, self._now())
-        self._server.clients.invalidate(client_id)  # its revocation mark covers the JWTs
+        self._server.client_changed(client_id)  # its revocation mark covers the JWTs
         return revoked
 
     async def explain(self, token: str, scope: str | None = None, audience: str | None = None) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -25,6 +26,7 @@ from m2m_auth.server.core.clients import ClientRegistry
 from m2m_auth.server.core.clock import Clock, SystemClock
 from m2m_auth.server.core.formats.jwt import JWTFormat
 from m2m_auth.server.core.formats.opaque import OpaqueFormat
+from m2m_auth.server.core.introspection_cache import IntrospectionCache
 from m2m_auth.server.core.server import AuthorizationServer
 from m2m_auth.server.keys import KeyManager, KeySealer
 from m2m_auth.server.settings import Settings
@@ -85,6 +87,15 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 assertion_audiences(settings.issuer),
                 settings.max_assertion_lifetime,
             )
+            # Client, key and token changes made on other replicas reach the caches through the database.
+            token_cache = IntrospectionCache(
+                clock, max_entries=settings.introspection_cache_size, ttl=settings.introspection_cache_ttl
+            )
+            feed = changes.ChangeListener(session_engine, _invalidator(registry, keys, token_cache), events=metrics)
+            if feed.supported:
+                token_cache.live = feed.connected.is_set
+                storage.listener = feed
+            metrics.watch_introspection_cache(token_cache)
             verifiers: dict[str, Verifier] = {m: secret_verifier for m in SECRET_METHODS}
             verifiers["private_key_jwt"] = assertion_verifier
             server = AuthorizationServer(
@@ -97,6 +108,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 },
                 clock=clock,
                 events=metrics,
+                introspection_cache=token_cache,
             )
             app.state.keys = keys
             app.state.settings = settings
@@ -106,8 +118,6 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             app.state.admin = AdminService(storage, server, settings, keys)
             app.state.admin_digest = await ensure_admin_token(storage, settings)
             app.state.metrics = metrics
-            # Client and key changes made on other replicas reach the caches through the database.
-            feed = changes.ChangeListener(session_engine, _invalidator(registry, keys), events=metrics)
             app.state.change_feed = feed
             background.append(asyncio.create_task(feed.run_forever(), name="change-feed"))
             background.append(
@@ -154,15 +164,22 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     return app
 
 
-def _invalidator(registry: ClientRegistry, keys: KeyManager) -> Callable[[str], None]:
+def _invalidator(registry: ClientRegistry, keys: KeyManager, tokens: IntrospectionCache) -> Callable[[str], None]:
     def on_change(topic: str) -> None:
-        if topic == changes.ALL:
-            registry.invalidate()
-            keys.refresh_soon()
+        if topic.startswith(changes.TOKEN_PREFIX):
+            with contextlib.suppress(ValueError):
+                tokens.forget(bytes.fromhex(topic.removeprefix(changes.TOKEN_PREFIX)))
+        elif topic.startswith(changes.CLIENT_PREFIX):
+            client_id = topic.removeprefix(changes.CLIENT_PREFIX)
+            registry.invalidate(client_id)
+            tokens.forget_client(client_id)
         elif topic == changes.KEYS:
             keys.refresh_soon()
-        elif topic.startswith(changes.CLIENT_PREFIX):
-            registry.invalidate(topic.removeprefix(changes.CLIENT_PREFIX))
+            tokens.clear()  # a key gone from the set takes its tokens' validity with it
+        elif topic == changes.ALL:
+            registry.invalidate()
+            keys.refresh_soon()
+            tokens.clear()
 
     return on_change
 

@@ -6,9 +6,11 @@ import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import overload
+from typing import Any, overload
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -17,6 +19,7 @@ from m2m_auth.errors import OAuthError, ServerError
 from m2m_auth.server.asgi.convert import encode_error, error_to_response, json_response, send_raw
 from m2m_auth.server.asgi.endpoints import FormEndpoint
 from m2m_auth.server.core.events import Events
+from m2m_auth.server.core.introspection_cache import IntrospectionCache
 from m2m_auth.server.storage.sql.purge import PurgeResult
 
 __all__ = ["Metrics", "healthz", "readyz", "metrics", "settle_heap"]
@@ -84,6 +87,10 @@ class Metrics(Events):
         self.changes_received = Counter(
             "m2m_auth_change_notifications", "Change notifications received from the database", registry=self.registry
         )
+
+    def watch_introspection_cache(self, cache: IntrospectionCache) -> None:
+        """Read at scrape time: counting in the cache costs the hot path an integer increment."""
+        self.registry.register(_IntrospectionCacheCollector(cache))
 
     def token_issued(self, client_id: str, token_format: str) -> None:
         child = self._issued_counts.get(token_format)
@@ -157,6 +164,27 @@ class Metrics(Events):
 
         instrumented.__name__ = getattr(endpoint, "__name__", route)
         return instrumented
+
+
+class _IntrospectionCacheCollector(Collector):
+    def __init__(self, cache: IntrospectionCache) -> None:
+        self._cache = cache
+
+    def collect(self) -> Any:
+        lookups = CounterMetricFamily(
+            "m2m_auth_introspection_cache_lookups", "Introspection cache lookups by result", labels=["result"]
+        )
+        lookups.add_metric(["hit"], self._cache.hits)
+        lookups.add_metric(["miss"], self._cache.misses)
+        yield lookups
+        yield GaugeMetricFamily(
+            "m2m_auth_introspection_cache_entries", "Active tokens in this process's introspection cache",
+            value=len(self._cache),
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "m2m_auth_introspection_cache_enabled", "1 while the introspection cache answers (PostgreSQL, "
+            "notifications connected, a size above 0)", value=int(self._cache.enabled),
+        )  # fmt: skip
 
 
 class _InstrumentedForm:

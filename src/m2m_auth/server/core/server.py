@@ -25,8 +25,10 @@ from m2m_auth.server.core.clients import ClientRegistry
 from m2m_auth.server.core.clock import Clock
 from m2m_auth.server.core.events import Events
 from m2m_auth.server.core.formats import TokenFormat
+from m2m_auth.server.core.introspection_cache import IntrospectionCache
 from m2m_auth.server.core.messages import NO_STORE, EndpointResponse, OAuthRequest, error_response
 from m2m_auth.server.core.models import Client, Grant, TokenRecord
+from m2m_auth.server.secrets import digest
 from m2m_auth.server.settings import Settings
 
 __all__ = ["AuthorizationServer", "INTROSPECT_SCOPE", "ADMIN_SCOPE"]
@@ -47,6 +49,7 @@ class AuthorizationServer:
         formats: dict[str, TokenFormat],
         clock: Clock,
         events: Events | None = None,
+        introspection_cache: IntrospectionCache | None = None,
     ) -> None:
         self.settings = settings
         self.clients = clients
@@ -54,6 +57,9 @@ class AuthorizationServer:
         self.formats = formats
         self.clock = clock
         self.events = events or Events()
+        self.introspection_cache = (  # not `or`: an empty cache is falsy (it has a length)
+            introspection_cache if introspection_cache is not None else IntrospectionCache(clock, max_entries=0, ttl=0)
+        )
 
     # --- token endpoint (RFC 6749 §4.4, §5.1, §5.2) -------------------------------------------
 
@@ -166,15 +172,30 @@ class AuthorizationServer:
         return None
 
     async def find_active(self, token: str) -> tuple[TokenRecord, Client] | None:
-        record = await self.lookup(token)
+        cache = self.introspection_cache
+        if cache.enabled and len(token) <= _MAX_TOKEN_LENGTH:
+            key = digest(token)
+            record = cache.get(key)
+            if record is None:
+                generation = cache.generation
+                record = await self.lookup(token)
+                if record is not None:
+                    cache.put(key, record, generation)
+        else:
+            record = await self.lookup(token)
         if record is None or not record.active(self.clock.now()):
             return None
-        # Revocation is in the record itself (opaque rows, the JWT deny list), read from the database
-        # on every lookup, so it applies on every replica at once; the client may come from the cache.
+        # Revocation is in the record itself (opaque rows, the JWT deny list), read from the database or
+        # from a cache that every revocation reaches (IntrospectionCache); the client may come from its cache.
         client = await self.clients.get(record.client_id)
         if client is None or client.disabled:
             return None
         return record, client
+
+    def client_changed(self, client_id: str) -> None:
+        """This process changed a client (or revoked all of its tokens): its caches forget it at once."""
+        self.clients.invalidate(client_id)
+        self.introspection_cache.forget_client(client_id)
 
     # --- revocation (RFC 7009) ---------------------------------------------------------------
 
@@ -196,7 +217,10 @@ class AuthorizationServer:
         now = int(self.clock.now())
         for token_format in self.formats.values():
             if token_format.recognises(token):
-                return await token_format.revoke(token, client_id, now)
+                try:
+                    return await token_format.revoke(token, client_id, now)
+                finally:  # even when the outcome is unknown (the database went away mid-commit)
+                    self.introspection_cache.forget(digest(token))
         return False
 
     # --- discovery (RFC 8414) ----------------------------------------------------------------

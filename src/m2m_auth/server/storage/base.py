@@ -58,8 +58,8 @@ class TokenStore(Protocol):
 class JtiStore(Protocol):
     """State that JWTs need although they are not stored: the revocation deny list, used assertions."""
 
-    async def revoke_jti(self, jti: str, client_id: str, now: int, expires_at: int) -> bool:
-        """Add to the deny list; False if it was there already."""
+    async def revoke_jti(self, jti: str, client_id: str, now: int, expires_at: int, token_digest: bytes) -> bool:
+        """Add to the deny list; False if it was there already. `token_digest` tells the token caches."""
         ...
 
     async def revoked_at(self, jti: str, client_id: str, issued_at: int) -> int | None:

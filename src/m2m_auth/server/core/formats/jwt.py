@@ -127,7 +127,9 @@ class JWTFormat:
         claims = await self.verified_claims(token)
         if claims is None or (client_id is not None and claims["client_id"] != client_id) or claims["exp"] <= now:
             return False  # not ours, another client's, or expired: nothing to deny
-        return await self._store.revoke_jti(claims["jti"], claims["client_id"], now, claims["exp"])
+        return await self._store.revoke_jti(
+            claims["jti"], claims["client_id"], now, claims["exp"], secrets.digest(token)
+        )
 
 
 def _well_formed(claims: dict[str, Any]) -> bool:

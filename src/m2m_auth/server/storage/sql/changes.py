@@ -1,7 +1,8 @@
 """Change notifications between replicas: PostgreSQL LISTEN/NOTIFY carries cache invalidations.
 
-Every replica caches clients and signing keys. A change committed by one replica (a client
-disabled, a secret rotated, a key added) is announced in the same transaction with `pg_notify`,
+Every replica caches clients, signing keys and active tokens. A change committed by one replica (a
+client disabled, a secret rotated, a key added, a token revoked) is announced in the same transaction
+with `pg_notify`,
 so PostgreSQL delivers it to every listener when, and only if, the transaction commits. Each
 replica listens on a connection of its own and drops the matching cache entry: a change takes
 effect everywhere within the notification's delivery time instead of a cache TTL.
@@ -9,7 +10,12 @@ effect everywhere within the notification's delivery time instead of a cache TTL
 A listener that loses its connection cannot know what it missed: on every (re)connection it
 reports the "*" topic (drop everything). While it is disconnected, the caches' TTL bounds how
 stale they can be, as on SQLite, which has no notifications (one process, or `--workers` on one
-file: each worker falls back to the TTL).
+file: each worker falls back to the TTL). The token cache has no such fallback: it is used only
+while the listener is connected.
+
+A revocation is answered only once this process's own listener heard its notification
+(`expect`, `heard`): PostgreSQL sent it to every listener at the same commit, so by then the
+other replicas have it too, give or take their event loop's next turn.
 """
 
 from __future__ import annotations
@@ -29,10 +35,12 @@ __all__ = [
     "CHANNEL",
     "CLIENT_PREFIX",
     "KEYS",
+    "TOKEN_PREFIX",
     "ChangeEvents",
     "ChangeListener",
     "announce",
     "client_topic",
+    "token_topic",
 ]
 
 log = logging.getLogger("m2m_auth.storage")
@@ -42,10 +50,16 @@ ALL = "*"
 KEYS = "keys"
 APPLICATION_NAME = "m2m-auth change listener"
 CLIENT_PREFIX = "client:"
+TOKEN_PREFIX = "token:"
+ECHO_TIMEOUT = 1.0  # seconds a revocation waits at most for its own notification
 
 
 def client_topic(client_id: str) -> str:
     return CLIENT_PREFIX + client_id
+
+
+def token_topic(digest: bytes) -> str:
+    return TOKEN_PREFIX + digest.hex()
 
 
 async def announce(conn: AsyncConnection, topic: str) -> None:
@@ -86,6 +100,7 @@ class ChangeListener:
         self._check_interval = check_interval
         self._retry_interval = retry_interval
         self.connected = asyncio.Event()
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
 
     @property
     def supported(self) -> bool:
@@ -102,6 +117,7 @@ class ChangeListener:
             except Exception as exc:  # noqa: BLE001 - any failure: the caches fall back to their TTL, retry
                 log.warning("change notifications interrupted, reconnecting: %s", type(exc).__name__)
             self.connected.clear()
+            self._release_all()
             self._events.change_feed_connected(False)
             await asyncio.sleep(self._retry_interval)
 
@@ -137,3 +153,38 @@ class ChangeListener:
             self._on_change(payload)
         except Exception:  # a consumer's bug must not stop the listener
             log.exception("change notification handler failed")
+        for waiter in self._waiters.pop(payload, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def expect(self, topic: str) -> asyncio.Future[None] | None:
+        """Before a change is committed: a future that completes when its notification comes back here."""
+        if not self.connected.is_set():
+            return None
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(topic, []).append(waiter)
+        return waiter
+
+    async def heard(self, topic: str, waiter: asyncio.Future[None] | None, *, announced: bool) -> None:
+        """After the commit: wait (bounded) for the notification if one was announced; forget the waiter."""
+        if waiter is None:
+            return
+        try:
+            if announced:
+                await asyncio.wait_for(asyncio.shield(waiter), ECHO_TIMEOUT)
+        except TimeoutError:
+            log.warning("a change notification did not come back within %.1f s", ECHO_TIMEOUT)
+        finally:
+            waiting = self._waiters.get(topic)
+            if waiting is not None and waiter in waiting:
+                waiting.remove(waiter)
+                if not waiting:
+                    del self._waiters[topic]
+
+    def _release_all(self) -> None:
+        # Disconnected: what was announced may never come back; nobody waits for it.
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        self._waiters.clear()

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from m2m_auth.server.core.models import Client, ClientSecret, StoredKey, TokenRecord
 from m2m_auth.server.storage.base import StorageUnavailable
 from m2m_auth.server.storage.sql.batch import Batcher
-from m2m_auth.server.storage.sql.changes import KEYS, announce, client_topic
+from m2m_auth.server.storage.sql.changes import KEYS, ChangeListener, announce, client_topic, token_topic
 from m2m_auth.server.storage.sql.engine import create_engine
 from m2m_auth.server.storage.sql.tables import (
     client_secrets,
@@ -85,6 +85,9 @@ class SqlStorage:
         self._token_writes: Batcher[TokenRecord, None] = Batcher(self._insert_tokens)
         self._token_reads: Batcher[bytes, TokenRecord | None] = Batcher(self._select_tokens)
         self._jti_reads: Batcher[tuple[str, str, int], int | None] = Batcher(self._select_revocations)
+        # Set once this process listens for changes: a revocation then answers only after its notification
+        # came back (storage.sql.changes), so other replicas' token caches have it too.
+        self.listener: ChangeListener | None = None
 
     @classmethod
     def from_url(cls, url: str, **engine_options: Any) -> SqlStorage:
@@ -253,9 +256,19 @@ class SqlStorage:
         condition = (tokens.c.digest == digest) & tokens.c.revoked_at.is_(None)
         if client_id is not None:
             condition &= tokens.c.client_id == client_id
-        async with self.engine.begin() as conn:
-            result = await conn.execute(update(tokens).where(condition).values(revoked_at=now))
-        return bool(result.rowcount)
+        topic = token_topic(digest)
+        waiter = self.listener.expect(topic) if self.listener else None
+        revoked = False
+        try:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(update(tokens).where(condition).values(revoked_at=now))
+                if result.rowcount:
+                    await announce(conn, topic)
+            revoked = bool(result.rowcount)
+        finally:
+            if self.listener:
+                await self.listener.heard(topic, waiter, announced=revoked)
+        return revoked
 
     @_unavailable_on_outage
     async def revoke_tokens_for_client(self, client_id: str, now: int) -> int:
@@ -265,15 +278,23 @@ class SqlStorage:
     # --- JWT state: deny list, used assertions, signing keys --------------------------------
 
     @_unavailable_on_outage
-    async def revoke_jti(self, jti: str, client_id: str, now: int, expires_at: int) -> bool:
+    async def revoke_jti(self, jti: str, client_id: str, now: int, expires_at: int, token_digest: bytes) -> bool:
+        topic = token_topic(token_digest)
+        waiter = self.listener.expect(topic) if self.listener else None
+        revoked = False
         try:
             async with self.engine.begin() as conn:
                 await conn.execute(
                     insert(revoked_jtis).values(jti=jti, client_id=client_id, revoked_at=now, expires_at=expires_at)
                 )
+                await announce(conn, topic)
+            revoked = True
         except IntegrityError:
             return False
-        return True
+        finally:
+            if self.listener:
+                await self.listener.heard(topic, waiter, announced=revoked)
+        return revoked
 
     async def revoked_at(self, jti: str, client_id: str, issued_at: int) -> int | None:
         """Concurrent deny-list checks share one query, like token lookups."""
