@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
@@ -14,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from m2m_auth.errors import InvalidRequest, NotFound, OAuthError, ServerError
 from m2m_auth.server.admin.service import AdminService, ensure_admin_token
@@ -138,14 +140,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             await http.aclose()
             await storage.close()
 
+    hot = {
+        f"/oauth/{operation}": metrics.instrument(operation, endpoints.form_endpoint(operation))
+        for operation in ("token", "introspect", "revoke")
+    }
     routes = [
-        Route("/oauth/token", metrics.instrument("token", endpoints.form_endpoint("token")), methods=["POST"]),
-        Route(
-            "/oauth/introspect",
-            metrics.instrument("introspect", endpoints.form_endpoint("introspect")),
-            methods=["POST"],
-        ),
-        Route("/oauth/revoke", metrics.instrument("revoke", endpoints.form_endpoint("revoke")), methods=["POST"]),
+        *[Route(path, endpoint, methods=["POST"]) for path, endpoint in hot.items()],
         Route("/.well-known/oauth-authorization-server", endpoints.metadata, methods=["GET"]),
         Route("/.well-known/openid-configuration", endpoints.metadata, methods=["GET"]),
         Route("/oauth/jwks.json", endpoints.jwks, methods=["GET"]),
@@ -155,13 +155,36 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         Route("/metrics", ops.metrics, methods=["GET"]),
         *[Route(r.path, metrics.instrument("admin", r.endpoint), methods=r.methods) for r in admin.routes],
     ]
-    app = Starlette(
+    app = _App(
+        hot,
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},
     )
     app.router.redirect_slashes = False  # `/oauth/token/` is not an endpoint: 404, not a redirect built from Host
     return app
+
+
+class _App(Starlette):
+    """Starlette, except that POSTs to the OAuth endpoints go straight to them.
+
+    Those carry the load; the middleware stack and the router cost each of them several
+    microseconds (bench/README.md). The endpoints answer errors, bugs included, themselves,
+    and every other request (other methods too: 405) takes Starlette's way.
+    """
+
+    def __init__(self, hot: Mapping[str, ASGIApp], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._hot = hot
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            endpoint = self._hot.get(scope["path"])
+            if endpoint is not None:
+                scope["app"] = self
+                await endpoint(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def _invalidator(registry: ClientRegistry, keys: KeyManager, tokens: IntrospectionCache) -> Callable[[str], None]:
