@@ -61,6 +61,22 @@ def test_a_disable_and_a_secret_rotation_on_one_replica_take_effect_on_the_other
     assert b.introspect(introspector, token).json() == {"active": False}
 
 
+def test_a_disable_or_a_rotation_answered_by_one_replica_already_holds_on_the_other(
+    replicas: tuple[ServerProcess, ServerProcess],
+) -> None:
+    a, b = (Api(r.url) for r in replicas)
+    wait_until(lambda: metric(a.url, "m2m_auth_change_feed_connected") == 1, "a listens")
+    for n in range(5):  # no polling: the admin API answers once its own notification came back
+        client = a.create_client(client_name=f"changed {n}")
+        assert status(b.token(client)) == 200  # b caches the client and its secret
+        rotated = a.admin("POST", f"/admin/clients/{client['client_id']}/secret", json={"grace_period": 0})
+        assert status(b.token(client)) == 401
+        fresh = {**client, "client_secret": rotated.json()["client_secret"]}
+        assert status(b.token(fresh)) == 200
+        assert a.admin("PATCH", f"/admin/clients/{client['client_id']}", json={"disabled": True}).status_code == 200
+        assert status(b.token(fresh)) == 401
+
+
 def test_a_key_rotated_on_one_replica_is_published_by_the_other_within_a_second(
     replicas: tuple[ServerProcess, ServerProcess],
 ) -> None:

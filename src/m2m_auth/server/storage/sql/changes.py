@@ -13,8 +13,8 @@ stale they can be, as on SQLite, which has no notifications (one process, or `--
 file: each worker falls back to the TTL). The token cache has no such fallback: it is used only
 while the listener is connected.
 
-A revocation is answered only once this process's own listener heard its notification
-(`expect`, `heard`): PostgreSQL sent it to every listener at the same commit, so by then the
+A change (a revocation, a client disabled) is answered only once this process's own listener heard
+its notification (`Echo`): PostgreSQL sent it to every listener at the same commit, so by then the
 other replicas have it too, give or take their event loop's next turn.
 """
 
@@ -38,6 +38,7 @@ __all__ = [
     "TOKEN_PREFIX",
     "ChangeEvents",
     "ChangeListener",
+    "Echo",
     "announce",
     "client_topic",
     "token_topic",
@@ -157,29 +158,23 @@ class ChangeListener:
             if not waiter.done():
                 waiter.set_result(None)
 
-    def expect(self, topic: str) -> asyncio.Future[None] | None:
-        """Before a change is committed: a future that completes when its notification comes back here."""
+    def echo(self, topic: str) -> Echo:
+        """Around a transaction that announces `topic`: leaves only once the notification came back here."""
+        return Echo(self, topic)
+
+    def _expect(self, topic: str) -> asyncio.Future[None] | None:
         if not self.connected.is_set():
             return None
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(topic, []).append(waiter)
         return waiter
 
-    async def heard(self, topic: str, waiter: asyncio.Future[None] | None, *, announced: bool) -> None:
-        """After the commit: wait (bounded) for the notification if one was announced; forget the waiter."""
-        if waiter is None:
-            return
-        try:
-            if announced:
-                await asyncio.wait_for(asyncio.shield(waiter), ECHO_TIMEOUT)
-        except TimeoutError:
-            log.warning("a change notification did not come back within %.1f s", ECHO_TIMEOUT)
-        finally:
-            waiting = self._waiters.get(topic)
-            if waiting is not None and waiter in waiting:
-                waiting.remove(waiter)
-                if not waiting:
-                    del self._waiters[topic]
+    def _forget(self, topic: str, waiter: asyncio.Future[None]) -> None:
+        waiting = self._waiters.get(topic)
+        if waiting is not None and waiter in waiting:
+            waiting.remove(waiter)
+            if not waiting:
+                del self._waiters[topic]
 
     def _release_all(self) -> None:
         # Disconnected: what was announced may never come back; nobody waits for it.
@@ -188,3 +183,34 @@ class ChangeListener:
                 if not waiter.done():
                     waiter.set_result(None)
         self._waiters.clear()
+
+
+class Echo:
+    """Registered before the commit (the notification may come back before the commit's own answer).
+
+    The caller sets `announced` once its transaction committed with the announcement in it; leaving
+    then waits for the notification, at most ECHO_TIMEOUT (the change is committed: a slow listener
+    delays the answer, never loses it). Without a listener, or on an error, it waits for nothing.
+    """
+
+    def __init__(self, listener: ChangeListener | None, topic: str) -> None:
+        self._listener = listener
+        self._topic = topic
+        self._waiter: asyncio.Future[None] | None = None
+        self.announced = False
+
+    async def __aenter__(self) -> Echo:
+        if self._listener is not None:
+            self._waiter = self._listener._expect(self._topic)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._listener is None or self._waiter is None:
+            return
+        try:
+            if self.announced and exc_info[0] is None:
+                await asyncio.wait_for(asyncio.shield(self._waiter), ECHO_TIMEOUT)
+        except TimeoutError:
+            log.warning("a change notification did not come back within %.1f s", ECHO_TIMEOUT)
+        finally:
+            self._listener._forget(self._topic, self._waiter)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from m2m_auth.server.core.models import Client, ClientSecret, StoredKey, TokenRecord
 from m2m_auth.server.storage.base import StorageUnavailable
 from m2m_auth.server.storage.sql.batch import Batcher
-from m2m_auth.server.storage.sql.changes import KEYS, ChangeListener, announce, client_topic, token_topic
+from m2m_auth.server.storage.sql.changes import KEYS, ChangeListener, Echo, announce, client_topic, token_topic
 from m2m_auth.server.storage.sql.engine import create_engine
 from m2m_auth.server.storage.sql.tables import (
     client_secrets,
@@ -85,9 +85,12 @@ class SqlStorage:
         self._token_writes: Batcher[TokenRecord, None] = Batcher(self._insert_tokens)
         self._token_reads: Batcher[bytes, TokenRecord | None] = Batcher(self._select_tokens)
         self._jti_reads: Batcher[tuple[str, str, int], int | None] = Batcher(self._select_revocations)
-        # Set once this process listens for changes: a revocation then answers only after its notification
-        # came back (storage.sql.changes), so other replicas' token caches have it too.
+        # Set once this process listens for changes: a revocation or a client change then answers only after
+        # its notification came back (storage.sql.changes.Echo), so the other replicas' caches have it too.
         self.listener: ChangeListener | None = None
+
+    def _echo(self, topic: str) -> Echo:
+        return Echo(self.listener, topic)
 
     @classmethod
     def from_url(cls, url: str, **engine_options: Any) -> SqlStorage:
@@ -146,47 +149,56 @@ class SqlStorage:
         values = {k: (list(v) if isinstance(v, tuple) else v) for k, v in changes.items()}
         if "scope" in values:
             values["scope"] = " ".join(values["scope"])
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(clients).where(clients.c.client_id == client_id).values(**values, updated_at=now)
-            )
-            if result.rowcount == 0:
-                return None
-            if changes.get("disabled"):
-                await _revoke_all(conn, client_id, now)
-            await announce(conn, client_topic(client_id))
+        async with self._echo(client_topic(client_id)) as echo:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(
+                    update(clients).where(clients.c.client_id == client_id).values(**values, updated_at=now)
+                )
+                if result.rowcount == 0:
+                    return None
+                if changes.get("disabled"):
+                    await _revoke_all(conn, client_id, now)
+                await announce(conn, client_topic(client_id))
+            echo.announced = True
         return await self.get_client(client_id)
 
     @_unavailable_on_outage
     async def delete_client(self, client_id: str, now: int) -> bool:
-        async with self.engine.begin() as conn:
-            await conn.execute(delete(tokens).where(tokens.c.client_id == client_id))
-            await conn.execute(delete(client_secrets).where(client_secrets.c.client_id == client_id))
-            result = await conn.execute(delete(clients).where(clients.c.client_id == client_id))
-            if result.rowcount:
-                await _deny_client_jwts(conn, client_id, now)
-                await announce(conn, client_topic(client_id))
-        return bool(result.rowcount)
+        async with self._echo(client_topic(client_id)) as echo:
+            async with self.engine.begin() as conn:
+                await conn.execute(delete(tokens).where(tokens.c.client_id == client_id))
+                await conn.execute(delete(client_secrets).where(client_secrets.c.client_id == client_id))
+                result = await conn.execute(delete(clients).where(clients.c.client_id == client_id))
+                if result.rowcount:
+                    await _deny_client_jwts(conn, client_id, now)
+                    await announce(conn, client_topic(client_id))
+            echo.announced = bool(result.rowcount)
+        return echo.announced
 
     @_unavailable_on_outage
     async def add_secret(self, client_id: str, digest: bytes, now: int, previous_expire_at: int) -> bool:
-        async with self.engine.begin() as conn:
-            exists = (await conn.execute(select(clients.c.client_id).where(clients.c.client_id == client_id))).first()
-            if exists is None:
-                return False
-            live = client_secrets.c.client_id == client_id
-            await conn.execute(
-                update(client_secrets)
-                .where(
-                    live, (client_secrets.c.expires_at.is_(None)) | (client_secrets.c.expires_at > previous_expire_at)
+        async with self._echo(client_topic(client_id)) as echo:
+            async with self.engine.begin() as conn:
+                exists = (
+                    await conn.execute(select(clients.c.client_id).where(clients.c.client_id == client_id))
+                ).first()
+                if exists is None:
+                    return False
+                live = client_secrets.c.client_id == client_id
+                await conn.execute(
+                    update(client_secrets)
+                    .where(
+                        live,
+                        (client_secrets.c.expires_at.is_(None)) | (client_secrets.c.expires_at > previous_expire_at),
+                    )
+                    .values(expires_at=previous_expire_at)
                 )
-                .values(expires_at=previous_expire_at)
-            )
-            await conn.execute(
-                insert(client_secrets).values(client_id=client_id, digest=digest, created_at=now, expires_at=None)
-            )
-            await conn.execute(update(clients).where(clients.c.client_id == client_id).values(updated_at=now))
-            await announce(conn, client_topic(client_id))
+                await conn.execute(
+                    insert(client_secrets).values(client_id=client_id, digest=digest, created_at=now, expires_at=None)
+                )
+                await conn.execute(update(clients).where(clients.c.client_id == client_id).values(updated_at=now))
+                await announce(conn, client_topic(client_id))
+            echo.announced = True
         return True
 
     # --- tokens ----------------------------------------------------------------------------
@@ -257,44 +269,38 @@ class SqlStorage:
         if client_id is not None:
             condition &= tokens.c.client_id == client_id
         topic = token_topic(digest)
-        waiter = self.listener.expect(topic) if self.listener else None
-        revoked = False
-        try:
+        async with self._echo(topic) as echo:
             async with self.engine.begin() as conn:
                 result = await conn.execute(update(tokens).where(condition).values(revoked_at=now))
                 if result.rowcount:
                     await announce(conn, topic)
-            revoked = bool(result.rowcount)
-        finally:
-            if self.listener:
-                await self.listener.heard(topic, waiter, announced=revoked)
-        return revoked
+            echo.announced = bool(result.rowcount)
+        return echo.announced
 
     @_unavailable_on_outage
     async def revoke_tokens_for_client(self, client_id: str, now: int) -> int:
-        async with self.engine.begin() as conn:
-            return await _revoke_all(conn, client_id, now)
+        async with self._echo(client_topic(client_id)) as echo:
+            async with self.engine.begin() as conn:
+                revoked = await _revoke_all(conn, client_id, now)
+            echo.announced = True
+        return revoked
 
     # --- JWT state: deny list, used assertions, signing keys --------------------------------
 
     @_unavailable_on_outage
     async def revoke_jti(self, jti: str, client_id: str, now: int, expires_at: int, token_digest: bytes) -> bool:
         topic = token_topic(token_digest)
-        waiter = self.listener.expect(topic) if self.listener else None
-        revoked = False
         try:
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    insert(revoked_jtis).values(jti=jti, client_id=client_id, revoked_at=now, expires_at=expires_at)
-                )
-                await announce(conn, topic)
-            revoked = True
+            async with self._echo(topic) as echo:
+                async with self.engine.begin() as conn:
+                    await conn.execute(
+                        insert(revoked_jtis).values(jti=jti, client_id=client_id, revoked_at=now, expires_at=expires_at)
+                    )
+                    await announce(conn, topic)
+                echo.announced = True
         except IntegrityError:
             return False
-        finally:
-            if self.listener:
-                await self.listener.heard(topic, waiter, announced=revoked)
-        return revoked
+        return True
 
     async def revoked_at(self, jti: str, client_id: str, issued_at: int) -> int | None:
         """Concurrent deny-list checks share one query, like token lookups."""
