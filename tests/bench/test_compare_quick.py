@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 MEASURED = {
     "m2m-auth, PostgreSQL": ["token-opaque", "token-rs256", "token-es256", "introspect-opaque", "introspect-jwt"],
+    "m2m-auth, PostgreSQL, no introspection cache": ["introspect-opaque", "introspect-jwt"],
     "m2m-auth, SQLite": ["token-opaque", "token-rs256", "token-es256", "introspect-opaque", "introspect-jwt"],
     "oidc-provider, memory store": ["token-opaque", "token-rs256", "token-es256", "introspect-opaque"],
     "DOT, PBKDF2 secrets (default)": ["token-opaque", "introspect-opaque"],
