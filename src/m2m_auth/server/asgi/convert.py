@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from m2m_auth.errors import InvalidRequest, OAuthError, RequestTooLarge
 from m2m_auth.server.core.forms import parse_form_request
-from m2m_auth.server.core.messages import EndpointResponse, OAuthRequest
+from m2m_auth.server.core.messages import NO_STORE, EndpointResponse, OAuthRequest
 
 __all__ = [
     "read_body",
@@ -35,6 +35,7 @@ JSON = "application/json"
 # status, body, headers as ASGI wants them
 RawResponse = tuple[int, bytes, list[tuple[bytes, bytes]]]
 _JSON_TYPE = (b"content-type", JSON.encode())
+_NO_STORE = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in NO_STORE.items()]
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -103,7 +104,9 @@ def _raw(status: int, body: Any, headers: dict[str, str] | None) -> RawResponse:
     raw = [(b"content-length", str(len(content)).encode())]
     if body is not None:
         raw.append(_JSON_TYPE)
-    if headers:
+    if headers is NO_STORE:  # every OAuth answer carries these: encoded once
+        raw += _NO_STORE
+    elif headers:
         raw.extend((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items())
     return status, content, raw
 

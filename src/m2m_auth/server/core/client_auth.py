@@ -6,7 +6,6 @@ private_key_jwt (RFC 7523) plugs in as another method.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import logging
 from dataclasses import dataclass
@@ -87,20 +86,25 @@ def _assertion_credentials(form: dict[str, str]) -> Credentials:
 
 def _parse_basic(value: str) -> Credentials:
     try:
-        decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        decoded = binascii.a2b_base64(value, strict_mode=True).decode("utf-8")
     except (binascii.Error, ValueError):
         raise InvalidClient("malformed Basic credentials") from None
     client_id, sep, secret = decoded.partition(":")
     if not sep:
         raise InvalidClient("malformed Basic credentials")
     try:
-        client_id = unquote_plus(client_id, errors="strict")
-        secret = unquote_plus(secret, errors="strict")
+        client_id = _form_decoded(client_id)
+        secret = _form_decoded(secret)
     except UnicodeDecodeError:
         raise InvalidClient("malformed Basic credentials") from None
     if not client_id or not secret:
         raise InvalidClient("malformed Basic credentials")
     return Credentials("client_secret_basic", client_id, secret)
+
+
+def _form_decoded(value: str) -> str:
+    """RFC 6749 §2.3.1's form-decoding; generated ids and secrets have nothing to decode."""
+    return unquote_plus(value, errors="strict") if "%" in value or "+" in value else value
 
 
 def _loggable(client_id: str) -> str:

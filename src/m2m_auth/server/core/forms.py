@@ -30,8 +30,9 @@ def parse_form_request(body: bytes, content_type: str | None, authorization: str
                 continue
             name, _, value = pair.partition("=")
             try:
-                name = unquote_plus(name, errors="strict")
-                value = unquote_plus(value, errors="strict")
+                if "%" in pair or "+" in pair:  # most parameters have nothing to decode
+                    name = unquote_plus(name, errors="strict")
+                    value = unquote_plus(value, errors="strict")
             except UnicodeDecodeError:
                 raise InvalidRequest("a parameter is not valid UTF-8") from None
             if "\x00" in name or "\x00" in value:
