@@ -33,6 +33,10 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+        elif conn.dialect.name == "sqlite":
+            # The write lock first: a deferred transaction reads the version, and its first write then fails at
+            # once ("database is locked", no busy wait) if another process wrote in between (a CI flake).
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
         await conn.run_sync(lambda sync_conn: command.upgrade(_config(sync_conn), revision))
 
 
