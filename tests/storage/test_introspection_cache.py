@@ -8,6 +8,7 @@ the others forgot the token. SQLite has no notifications: it never caches.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Callable
@@ -17,8 +18,10 @@ import pytest
 
 from m2m_auth.server.core.introspection_cache import IntrospectionCache
 from m2m_auth.server.core.models import TokenRecord
-from m2m_auth.server.storage.sql.changes import APPLICATION_NAME, CHANNEL
+from m2m_auth.server.storage.sql.changes import APPLICATION_NAME, CHANNEL, ECHO_TIMEOUT, ChangeListener, Echo, announce
+from m2m_auth.server.storage.sql.engine import create_engine
 
+from .._pg import PostgresCluster
 from .._server import Api, ServerProcess
 from ..purge._db import metric, query, wait_until
 
@@ -143,6 +146,50 @@ def test_without_a_cache_every_introspection_reads_the_database(
     assert not active(api, resource, token)
     assert metric(api.url, "m2m_auth_introspection_cache_enabled") == 0
     assert cache_hits(api) == 0
+
+
+@pytest.mark.postgres
+def test_a_change_waits_for_its_own_notification_and_at_most_the_echo_timeout_when_none_comes(
+    pg_cluster: PostgresCluster,
+) -> None:
+    url = pg_cluster.create_database("echo_timeout")
+
+    async def run() -> tuple[float, float, float, int]:
+        engine = create_engine(url)
+        heard: list[str] = []
+        listener = ChangeListener(engine, heard.append)
+        task = asyncio.create_task(listener.run_forever())
+        try:
+            await asyncio.wait_for(listener.connected.wait(), 20)
+            clock = asyncio.get_running_loop().time
+            start = clock()
+            async with Echo(listener, "token:aa") as echo:
+                async with engine.begin() as conn:
+                    await announce(conn, "token:aa")
+                echo.announced = True
+            announced = clock() - start
+            assert "token:aa" in heard  # left only once its own listener had it
+
+            start = clock()
+            async with Echo(listener, "token:bb") as echo:
+                echo.announced = True  # a commit whose notification never comes back
+            lost = clock() - start
+
+            start = clock()
+            async with Echo(listener, "token:cc"):
+                pass  # nothing announced (a revocation of an unknown token): nothing to wait for
+            unannounced = clock() - start
+            return announced, lost, unannounced, len(listener._waiters)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await engine.dispose()
+
+    announced, lost, unannounced, waiting = asyncio.run(run())
+    assert announced < ECHO_TIMEOUT / 2
+    assert ECHO_TIMEOUT <= lost < ECHO_TIMEOUT + 1
+    assert unannounced < 0.1
+    assert waiting == 0  # no waiter is left behind
 
 
 # --- the cache on its own ---------------------------------------------------------------------------
