@@ -388,6 +388,14 @@ def m2m_client(url: str, fmt: str) -> str:
     return basic(r.json()["client_id"], r.json()["client_secret"])
 
 
+def run_introspections(run: Run, row: str, url: str, opaque: str, jwt_auth: str) -> None:
+    """The opaque client introspects one token of each format, again and again."""
+    token, introspect, up = f"{url}/oauth/token", f"{url}/oauth/introspect", f"{url}/healthz"
+    for workload, owner in (("introspect-opaque", opaque), ("introspect-jwt", jwt_auth)):
+        body = f"token={fetch_token(token, owner)}"
+        run.run(row, workload, Load(introspect, ACTIVE, body, opaque, drain=up))
+
+
 def run_m2m(run: Run, row: str) -> None:
     """Two servers: RS256 (opaque and JWT issuance, both introspections), then ES256 (its JWT issuance);
     on PostgreSQL a third without the introspection cache, which shows what a database read costs."""
@@ -405,14 +413,11 @@ def run_m2m(run: Run, row: str) -> None:
                 database_url = f"sqlite:///{run.workdir}/m2m-{alg.lower()}.db"
             with m2m_server(run, row, database_url, alg) as url:
                 opaque, jwt_auth = m2m_client(url, "opaque"), m2m_client(url, "jwt")
-                token, introspect, up = f"{url}/oauth/token", f"{url}/oauth/introspect", f"{url}/healthz"
+                token, up = f"{url}/oauth/token", f"{url}/healthz"
                 if alg == "RS256":
                     run.run(row, "token-opaque", Load(token, TOKEN, GRANT, opaque, drain=up))
                     run.run(row, "token-rs256", Load(token, JWT, GRANT, jwt_auth, jwt_alg="RS256", drain=up))
-                    body = f"token={fetch_token(token, opaque)}"
-                    run.run(row, "introspect-opaque", Load(introspect, ACTIVE, body, opaque, drain=up))
-                    body = f"token={fetch_token(token, jwt_auth)}"
-                    run.run(row, "introspect-jwt", Load(introspect, ACTIVE, body, opaque, drain=up))
+                    run_introspections(run, row, url, opaque, jwt_auth)
                 else:
                     run.run(row, "token-es256", Load(token, JWT, GRANT, jwt_auth, jwt_alg="ES256", drain=up))
         except (RuntimeError, OSError, httpx.HTTPError, subprocess.CalledProcessError) as exc:
@@ -423,12 +428,7 @@ def run_m2m(run: Run, row: str) -> None:
     try:
         database_url = run.postgres("m2m_uncached")
         with m2m_server(run, M2M_PG_UNCACHED, database_url, "RS256", introspection_cache_size="0") as url:
-            opaque, jwt_auth = m2m_client(url, "opaque"), m2m_client(url, "jwt")
-            token, introspect, up = f"{url}/oauth/token", f"{url}/oauth/introspect", f"{url}/healthz"
-            body = f"token={fetch_token(token, opaque)}"
-            run.run(M2M_PG_UNCACHED, "introspect-opaque", Load(introspect, ACTIVE, body, opaque, drain=up))
-            body = f"token={fetch_token(token, jwt_auth)}"
-            run.run(M2M_PG_UNCACHED, "introspect-jwt", Load(introspect, ACTIVE, body, opaque, drain=up))
+            run_introspections(run, M2M_PG_UNCACHED, url, m2m_client(url, "opaque"), m2m_client(url, "jwt"))
     except (RuntimeError, OSError, httpx.HTTPError, subprocess.CalledProcessError) as exc:
         run.fail((M2M_PG_UNCACHED,), introspections, f"{M2M_PG_UNCACHED}: {exc}")
 

@@ -10,15 +10,12 @@ import grp
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
-
 from ._pg import free_port
+from ._server import terminate, wait_answering
 
 __all__ = ["Nginx", "find_nginx"]
 
@@ -105,26 +102,15 @@ http {{
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"nginx exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                httpx.get(f"{self.url}/healthz", timeout=1)  # any answer: nginx listens
-                return self
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"nginx did not start:\n{self.log()}")
+        try:  # any answer will do: nginx listens
+            wait_answering(self.proc, f"{self.url}/healthz", timeout, "nginx", self.log, ok_only=False)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.proc = None
 
     def destroy(self) -> None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import httpx
 
 from ._pg import free_port
 
-__all__ = ["ServerProcess", "Api", "ADMIN_TOKEN", "basic_header"]
+__all__ = ["ServerProcess", "Api", "ADMIN_TOKEN", "basic_header", "terminate", "wait_answering"]
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123456789"
 
@@ -52,31 +53,48 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"server did not start:\n{self.log()}")
+        try:
+            wait_answering(self.proc, f"{self.url}/healthz", timeout, "server", self.log, ok_only=True)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.proc = None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def wait_answering(
+    proc: subprocess.Popen[bytes], url: str, timeout: float, name: str, log: Callable[[], str], *, ok_only: bool
+) -> None:
+    """Until `url` answers (200 only, with `ok_only`); RuntimeError with the log if `proc` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log()}")
+        try:
+            status: int | None = httpx.get(url, timeout=1).status_code
+        except httpx.HTTPError:
+            status = None
+        if status is not None and (status == 200 or not ok_only):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{name} did not start:\n{log()}")
+
+
+def terminate(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def basic_header(client_id: str, secret: str) -> dict[str, str]:
